@@ -1,0 +1,261 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The shared connection layer: options, psycopg2 connections, libpq env.
+
+Option names match community.postgresql so playbooks can switch modules with
+no surprise.  Nothing here imports Ansible: modules pass ``module.params``.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import os
+import re
+import stat
+import tempfile
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+
+try:
+    import psycopg2
+    import psycopg2.extensions
+    HAS_PSYCOPG2 = True
+    PSYCOPG2_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the target host
+    psycopg2 = None
+    HAS_PSYCOPG2 = False
+    PSYCOPG2_IMPORT_ERROR = exc
+
+SSL_MODES = ['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full']
+
+
+class PgConnectionError(DbDevopsError):
+    """Could not connect: the message names host, port, database and cause."""
+
+
+def connection_argument_spec():
+    """Connection options, named and defaulted as community.postgresql 4.x names them."""
+    return dict(
+        login_user=dict(type='str', default=os.environ.get('PGUSER') or 'postgres'),
+        login_password=dict(type='str', default='', no_log=True),
+        login_host=dict(type='str', default=''),
+        login_unix_socket=dict(type='str', default=''),
+        login_port=dict(type='int', default=int(os.environ.get('PGPORT') or 5432), aliases=['port']),
+        db=dict(type='str', default='', aliases=['login_db']),
+        ssl_mode=dict(type='str', default='prefer', choices=SSL_MODES),
+        ca_cert=dict(type='str', aliases=['ssl_rootcert']),
+        ssl_cert=dict(type='path'),
+        ssl_key=dict(type='path'),
+        connect_params=dict(type='dict', default={}),
+    )
+
+
+class ConnParams(object):
+    """Where and how to connect; built from module params or plain keywords."""
+
+    FIELDS = ('login_user', 'login_password', 'login_host', 'login_unix_socket',
+              'login_port', 'db', 'ssl_mode', 'ca_cert', 'ssl_cert', 'ssl_key',
+              'connect_params')
+
+    def __init__(self, login_user='postgres', login_password='', login_host='',
+                 login_unix_socket='', login_port=5432, db='', ssl_mode='prefer',
+                 ca_cert=None, ssl_cert=None, ssl_key=None, connect_params=None,
+                 host_label=None):
+        self.login_user = login_user or 'postgres'
+        self.login_password = login_password or ''
+        self.login_host = login_host or ''
+        self.login_unix_socket = login_unix_socket or ''
+        self.login_port = int(login_port or 5432)
+        self.db = db or ''
+        self.ssl_mode = ssl_mode or 'prefer'
+        self.ca_cert = ca_cert
+        self.ssl_cert = ssl_cert
+        self.ssl_key = ssl_key
+        self.connect_params = dict(connect_params or {})
+        self.host_label = host_label
+
+    @classmethod
+    def from_params(cls, params, prefix=''):
+        """Build from a dict such as ``module.params`` (optionally prefixed keys)."""
+        kwargs = {}
+        for field in cls.FIELDS:
+            key = prefix + field
+            if key in params and params[key] is not None:
+                kwargs[field] = params[key]
+        return cls(**kwargs)
+
+    def replace(self, **changes):
+        kwargs = dict((f, getattr(self, f)) for f in self.FIELDS)
+        kwargs['host_label'] = self.host_label
+        kwargs.update(changes)
+        return ConnParams(**kwargs)
+
+    @property
+    def dbname(self):
+        return self.db or 'postgres'
+
+    @property
+    def host(self):
+        """What libpq will connect to: a host name, or a socket directory."""
+        return self.login_host or self.login_unix_socket or ''
+
+    def where(self, dbname=None):
+        """Human label: host:port, database and user, for error messages."""
+        host = self.host or 'the default Unix socket'
+        if self.host_label and self.host_label != host:
+            host = '%s (%s)' % (self.host_label, host)
+        return '%s port %s, database "%s", user "%s"' % (
+            host, self.login_port, dbname or self.dbname, self.login_user)
+
+    def libpq_kwargs(self, dbname=None):
+        """Keyword arguments for ``psycopg2.connect`` (password included)."""
+        kw = dict(dbname=dbname or self.dbname, user=self.login_user, port=self.login_port)
+        if self.host:
+            kw['host'] = self.host
+        if self.login_password:
+            kw['password'] = self.login_password
+        if self.ssl_mode:
+            kw['sslmode'] = self.ssl_mode
+        if self.ca_cert:
+            kw['sslrootcert'] = self.ca_cert
+        if self.ssl_cert:
+            kw['sslcert'] = self.ssl_cert
+        if self.ssl_key:
+            kw['sslkey'] = self.ssl_key
+        kw.setdefault('connect_timeout', 10)
+        kw.update(self.connect_params)
+        return kw
+
+
+_CAUSES = (
+    (re.compile(r'password authentication failed', re.I),
+     'password authentication failed; check login_user and login_password'),
+    (re.compile(r'no password supplied|fe_sendauth', re.I),
+     'the server asks for a password and none was given; set login_password'),
+    (re.compile(r'database "[^"]*" does not exist', re.I),
+     'the database does not exist; check db (login_db) or create it first'),
+    (re.compile(r'role "[^"]*" does not exist', re.I),
+     'the login role does not exist; check login_user'),
+    (re.compile(r'no pg_hba\.conf entry', re.I),
+     'pg_hba.conf has no entry for this client; add one or connect another way'),
+    (re.compile(r'Connection refused|No such file or directory|could not connect to server', re.I),
+     'the server refused the connection (not running, or not listening there); '
+     'check login_host, login_port and that PostgreSQL is started'),
+    (re.compile(r'timeout expired', re.I),
+     'the connection timed out; check the address and any firewall'),
+    (re.compile(r'could not translate host name', re.I),
+     'the host name does not resolve; check login_host'),
+    (re.compile(r'the database system is (starting up|shutting down|in recovery mode)', re.I),
+     'the server is not accepting connections yet; retry in a moment'),
+    (re.compile(r'too many connections|remaining connection slots', re.I),
+     'the server has no free connection slots'),
+    (re.compile(r'SSL', re.I),
+     'the SSL negotiation failed; check ssl_mode and the certificates'),
+)
+
+
+def describe_connect_error(exc):
+    """One line naming the cause of a libpq connect failure (no traceback)."""
+    text = str(exc).strip()
+    for pattern, cause in _CAUSES:
+        if pattern.search(text):
+            return cause
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    detail = lines[-1] if lines else exc.__class__.__name__
+    return re.sub(r'^(FATAL|ERROR):\s*', '', detail)
+
+
+def require_psycopg2():
+    if not HAS_PSYCOPG2:
+        import sys
+        raise DbDevopsError(
+            'psycopg2 is not installed for %s on this host (%s): install it, for example '
+            '"apt-get install python3-psycopg2" on Debian/Ubuntu or "dnf install python3-psycopg2" '
+            'on RHEL, or set ansible_python_interpreter to a Python that has it'
+            % (sys.executable, PSYCOPG2_IMPORT_ERROR))
+
+
+def connect(params, dbname=None, autocommit=False, application_name='dbdevops'):
+    """Open a psycopg2 connection or raise PgConnectionError with a one-line cause."""
+    require_psycopg2()
+    kwargs = params.libpq_kwargs(dbname)
+    kwargs.setdefault('application_name', application_name)
+    try:
+        conn = psycopg2.connect(**kwargs)
+    except psycopg2.OperationalError as exc:
+        raise PgConnectionError(
+            'cannot connect to PostgreSQL at %s: %s' % (params.where(dbname), describe_connect_error(exc)),
+            host=params.host, port=params.login_port, database=dbname or params.dbname)
+    if autocommit:
+        conn.autocommit = True
+    return conn
+
+
+class LibpqEnv(object):
+    """Environment for libpq clients (pg_dump, psql, ...) started as subprocesses.
+
+    The password goes into a 0600 passfile named by PGPASSFILE, never into argv
+    nor PGPASSWORD (``ps e`` shows a process environment).  Use as a context
+    manager so the passfile is removed afterwards::
+
+        with LibpqEnv(params) as env:
+            subprocess.run(['pg_dump', ...], env=env.environ)
+    """
+
+    def __init__(self, params, dbname=None, base_env=None, tmpdir=None):
+        self.params = params
+        self.dbname = dbname
+        self.base_env = dict(os.environ if base_env is None else base_env)
+        self.tmpdir = tmpdir
+        self.passfile = None
+        self.environ = None
+
+    def __enter__(self):
+        p = self.params
+        env = dict(self.base_env)
+        for key in ('PGPASSWORD', 'PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE'):
+            env.pop(key, None)
+        env['PGUSER'] = p.login_user
+        env['PGPORT'] = str(p.login_port)
+        env['PGDATABASE'] = self.dbname or p.dbname
+        if p.host:
+            env['PGHOST'] = p.host
+        else:
+            env.pop('PGHOST', None)
+        env['PGSSLMODE'] = p.ssl_mode
+        for key, value in (('PGSSLROOTCERT', p.ca_cert), ('PGSSLCERT', p.ssl_cert),
+                           ('PGSSLKEY', p.ssl_key)):
+            if value:
+                env[key] = value
+        env.setdefault('PGCONNECT_TIMEOUT', '10')
+        if p.login_password:
+            fd, path = tempfile.mkstemp(prefix='dbdevops-pgpass-', dir=self.tmpdir)
+            try:
+                os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
+                os.write(fd, ('*:*:*:*:%s\n' % _pgpass_escape(p.login_password)).encode('utf-8'))
+            finally:
+                os.close(fd)
+            self.passfile = path
+            env['PGPASSFILE'] = path
+        self.environ = env
+        return self
+
+    def __exit__(self, *exc_info):
+        if self.passfile:
+            try:
+                os.unlink(self.passfile)
+            except OSError:
+                pass
+            self.passfile = None
+        return False
+
+
+def _pgpass_escape(value):
+    return value.replace('\\', '\\\\').replace(':', '\\:')
+
+
+def quote_ident(name):
+    """Quote an identifier the way PostgreSQL does, for text shown to humans."""
+    return '"%s"' % name.replace('"', '""')

@@ -1,0 +1,1 @@
+"""Test harness: throwaway PostgreSQL clusters for engine and module tests."""
