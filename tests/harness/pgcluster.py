@@ -82,7 +82,7 @@ class PgCluster(object):
         kwargs.setdefault('stdout', subprocess.PIPE)
         kwargs.setdefault('stderr', subprocess.PIPE)
         kwargs.setdefault('universal_newlines', True)
-        proc = subprocess.run(argv, **kwargs)
+        proc = subprocess.run(argv, check=False, **kwargs)
         if check and proc.returncode != 0:
             raise RuntimeError('%s failed (%s):\n%s%s' % (' '.join(argv), proc.returncode,
                                                           proc.stdout, proc.stderr))

@@ -83,7 +83,7 @@ def test_libpq_env_password_in_0600_passfile_not_env(pg):
         assert stat.S_IMODE(os.stat(passfile).st_mode) == 0o600
         assert 'PGPASSWORD' not in env.environ
         assert all(SUPERUSER_PASSWORD not in v for k, v in env.environ.items() if k != 'PGPASSFILE')
-        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT 42'], env=env.environ,
+        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT 42'], env=env.environ, check=False,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True)
         assert out.returncode == 0, out.stderr
@@ -98,7 +98,7 @@ def test_libpq_env_escapes_colons_and_backslashes(pg):
     conn.close()
     params = ConnParams.from_params(pg.conn_params(user='odd', password='a:b\\c'))
     with LibpqEnv(params) as env:
-        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT current_user'], env=env.environ,
+        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT current_user'], env=env.environ, check=False,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              universal_newlines=True)
     assert out.stdout.strip() == 'odd', out.stderr
