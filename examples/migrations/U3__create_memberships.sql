@@ -1,0 +1,2 @@
+DROP VIEW project_members;
+DROP TABLE memberships;

@@ -1,0 +1,1 @@
+-- The backfill changed data only: the schema has nothing to undo.

@@ -1,0 +1,3 @@
+-- dbdevops:transaction=off
+SET lock_timeout = '2s';
+DROP INDEX CONCURRENTLY IF EXISTS memberships_user_id_idx;

@@ -1,0 +1,266 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Migration files: discovery, naming, placeholders, directives and checksums.
+
+Accepted names (anything else ending in ``.sql`` is an error naming the file):
+
+* ``V<version>__<description>.sql``  versioned (Flyway style)
+* ``U<version>__<description>.sql``  undo of that version
+* ``R__<description>.sql``           repeatable, re-applied when its checksum changes
+* ``<version>_<name>.up.sql`` / ``<version>_<name>.down.sql``  (dbmate/golang-migrate pair)
+
+``<version>`` is dotted numbers (``1``, ``1.2.10``; ``_`` is accepted in place
+of ``.`` in the Flyway style) or a UTC timestamp such as ``20240101120000``;
+versions compare numerically part by part, trailing zero parts ignored
+(``1.0`` and ``1`` are the same version, hence a duplicate).
+
+Checksum: SHA-256 (hex) of the file text after placeholder substitution and
+this normalisation, and nothing else: a UTF-8 byte-order mark is dropped; CRLF
+and lone CR line endings become LF; trailing spaces and tabs are removed from
+every line; blank lines at the start and at the end of the file are removed.
+Comments, indentation and letter case are content: changing them changes the
+checksum.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import hashlib
+import os
+import re
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _sqlsplit
+
+_VERSION = r'(\d+(?:[._]\d+)*)'
+_FLYWAY = re.compile(r'^([VU])' + _VERSION + r'__(.+)\.sql$')
+_REPEATABLE = re.compile(r'^R__(.+)\.sql$')
+_PAIR = re.compile(r'^(\d+(?:\.\d+)*)_(.+)\.(up|down)\.sql$')
+_PLACEHOLDER = re.compile(r'\$\{([A-Za-z_][A-Za-z0-9_.]*)\}')
+_DIRECTIVE = re.compile(r'^[ \t]*--[ \t]*dbdevops:([A-Za-z_-]+)[ \t]*=[ \t]*([^\n]*?)[ \t]*$', re.M)
+_KNOWN_DIRECTIVES = {'transaction': ('on', 'off'), 'lint-ignore': None}
+
+KIND_VERSIONED = 'versioned'
+KIND_UNDO = 'undo'
+KIND_REPEATABLE = 'repeatable'
+
+
+class MigrationFilesError(DbDevopsError):
+    """The migrations folder cannot be used as it is; the message names the files."""
+
+
+def version_key(text):
+    """``'1.2.0'`` -> ``(1, 2)``: numeric parts, trailing zero parts dropped."""
+    parts = [int(p) for p in re.split(r'[._]', str(text).strip())]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
+
+
+def version_text(key):
+    return '.'.join(str(p) for p in key)
+
+
+def is_version(text):
+    return bool(re.match(r'^' + _VERSION + r'$', str(text).strip()))
+
+
+def normalise(text):
+    """The checksum normalisation described in the module docstring."""
+    if text.startswith('\ufeff'):
+        text = text[1:]
+    text = text.replace('\r\n', '\n').replace('\r', '\n')
+    lines = [ln.rstrip(' \t') for ln in text.split('\n')]
+    while lines and not lines[0]:
+        lines.pop(0)
+    while lines and not lines[-1]:
+        lines.pop()
+    return '\n'.join(lines) + '\n' if lines else ''
+
+
+def checksum(text):
+    return hashlib.sha256(normalise(text).encode('utf-8')).hexdigest()
+
+
+def substitute(text, placeholders, filename):
+    """Replace ``${name}``; an unknown name is an error naming file and line."""
+    if '${' not in text:
+        return text
+
+    def repl(match):
+        name = match.group(1)
+        if name not in placeholders:
+            line = text.count('\n', 0, match.start()) + 1
+            raise MigrationFilesError(
+                '%s line %d: placeholder ${%s} has no value; add it to the placeholders option '
+                '(known: %s)' % (filename, line, name, ', '.join(sorted(placeholders)) or 'none'),
+                file=filename, line=line)
+        value = placeholders[name]
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        return '%s' % (value,)
+
+    return _PLACEHOLDER.sub(repl, text)
+
+
+class MigrationFile(object):
+    """One file of the folder, read and prepared (placeholders applied)."""
+
+    def __init__(self, kind, version, description, path, text):
+        self.kind = kind
+        self.key = version_key(version) if version is not None else None
+        self.version = version_text(self.key) if self.key is not None else None
+        self.description = description
+        self.path = path
+        self.script = os.path.basename(path)
+        self.sql = text
+        self.checksum = checksum(text)
+        self.directives = _directives(text, self.script)
+        self.transactional = self.directives.get('transaction', 'on') != 'off'
+        self.lint_ignore = set(r.strip() for r in self.directives.get('lint-ignore', '').split(',')
+                               if r.strip())
+        self._statements = None
+
+    @property
+    def statements(self):
+        """The statements, split lazily (a syntax problem surfaces at plan time)."""
+        if self._statements is None:
+            self._statements = _sqlsplit.split(self.sql, self.script)
+        return self._statements
+
+    def to_dict(self):
+        return dict(kind=self.kind, version=self.version, description=self.description,
+                    script=self.script, checksum=self.checksum, transactional=self.transactional)
+
+    def __repr__(self):
+        return 'MigrationFile(%s %s)' % (self.kind, self.script)
+
+
+def _directives(text, script):
+    found = {}
+    for match in _DIRECTIVE.finditer(text):
+        name, value = match.group(1).lower(), match.group(2).lower().strip()
+        line = text.count('\n', 0, match.start()) + 1
+        if name not in _KNOWN_DIRECTIVES:
+            raise MigrationFilesError(
+                '%s line %d: unknown directive "dbdevops:%s"; known: %s'
+                % (script, line, name, ', '.join(sorted(_KNOWN_DIRECTIVES))), file=script, line=line)
+        allowed = _KNOWN_DIRECTIVES[name]
+        if allowed and value not in allowed:
+            raise MigrationFilesError(
+                '%s line %d: directive dbdevops:%s=%s must be one of %s'
+                % (script, line, name, value, '/'.join(allowed)), file=script, line=line)
+        found[name] = value
+    return found
+
+
+def classify(name):
+    """(kind, version, description) for a file name, or None when misnamed."""
+    m = _FLYWAY.match(name)
+    if m:
+        kind = KIND_VERSIONED if m.group(1) == 'V' else KIND_UNDO
+        return kind, m.group(2), m.group(3).replace('_', ' ')
+    m = _REPEATABLE.match(name)
+    if m:
+        return KIND_REPEATABLE, None, m.group(1).replace('_', ' ')
+    m = _PAIR.match(name)
+    if m:
+        kind = KIND_VERSIONED if m.group(3) == 'up' else KIND_UNDO
+        return kind, m.group(1), m.group(2).replace('_', ' ')
+    return None
+
+
+class MigrationSet(object):
+    """All files of a folder: versioned and undo by version key, repeatables by description."""
+
+    def __init__(self, path, versioned, undo, repeatable, warnings):
+        self.path = path
+        self.versioned = versioned        # key -> MigrationFile
+        self.undo = undo                  # key -> MigrationFile
+        self.repeatable = repeatable      # description -> MigrationFile
+        self.warnings = warnings
+
+    def versions(self):
+        return sorted(self.versioned)
+
+    def latest(self):
+        return max(self.versioned) if self.versioned else None
+
+    def all_files(self):
+        return ([self.versioned[k] for k in sorted(self.versioned)]
+                + [self.undo[k] for k in sorted(self.undo)]
+                + [self.repeatable[d] for d in sorted(self.repeatable)])
+
+
+def discover(path, placeholders=None):
+    """Read every migration file of ``path`` (not recursive); errors name the files."""
+    placeholders = dict(placeholders or {})
+    if not path:
+        raise MigrationFilesError('path is empty: give the folder holding the migration files')
+    if not os.path.isdir(path):
+        what = 'is not a directory' if os.path.exists(path) else 'does not exist'
+        raise MigrationFilesError('migrations folder %s %s; check the path option' % (path, what),
+                                  path=path)
+    try:
+        names = sorted(os.listdir(path))
+    except OSError as exc:
+        raise MigrationFilesError('cannot list migrations folder %s: %s' % (path, exc.strerror),
+                                  path=path)
+    misnamed, unreadable, entries = [], [], []
+    for name in names:
+        if not name.lower().endswith('.sql'):
+            continue
+        full = os.path.join(path, name)
+        parsed = classify(name)
+        if parsed is None:
+            misnamed.append(name)
+            continue
+        if not os.path.isfile(full):
+            why = ('a dangling symbolic link' if os.path.islink(full) and not os.path.exists(full)
+                   else 'not a regular file')
+            unreadable.append('%s (%s)' % (name, why))
+            continue
+        try:
+            with open(full, 'rb') as handle:
+                raw = handle.read()
+        except (IOError, OSError) as exc:
+            unreadable.append('%s (%s)' % (name, exc.strerror or exc))
+            continue
+        try:
+            text = raw.decode('utf-8')
+        except UnicodeDecodeError as exc:
+            unreadable.append('%s (not UTF-8 at byte %d)' % (name, exc.start))
+            continue
+        entries.append((parsed, full, text))
+    problems = []
+    if misnamed:
+        problems.append('misnamed migration files (expected V<version>__<description>.sql, '
+                        'U<version>__<description>.sql, R__<description>.sql or '
+                        '<version>_<name>.up.sql/.down.sql): %s' % ', '.join(misnamed))
+    if unreadable:
+        problems.append('unreadable migration files: %s' % ', '.join(unreadable))
+    if problems:
+        raise MigrationFilesError('%s: %s; nothing was applied' % (path, '; '.join(problems)),
+                                  path=path, misnamed=misnamed, unreadable=unreadable)
+
+    versioned, undo, repeatable = {}, {}, {}
+    duplicates = []
+    for (kind, version, description), full, text in entries:
+        text = substitute(text, placeholders, os.path.basename(full))
+        mfile = MigrationFile(kind, version, description, full, text)
+        bucket, key = ((versioned, mfile.key) if kind == KIND_VERSIONED else
+                       (undo, mfile.key) if kind == KIND_UNDO else
+                       (repeatable, description))
+        if key in bucket:
+            duplicates.append('%s and %s (%s %s)'
+                              % (bucket[key].script, mfile.script, kind, mfile.version or description))
+            continue
+        bucket[key] = mfile
+    if duplicates:
+        raise MigrationFilesError('%s: two files for one version: %s; rename one; nothing was applied'
+                                  % (path, '; '.join(duplicates)), path=path, duplicates=duplicates)
+    warnings = ['%s undoes version %s, which has no versioned file' % (u.script, u.version)
+                for k, u in sorted(undo.items()) if k not in versioned]
+    return MigrationSet(path, versioned, undo, repeatable, warnings)

@@ -1,0 +1,330 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: migrate
+short_description: Apply versioned SQL migrations to a PostgreSQL database
+version_added: 0.1.0
+description:
+  - Applies the migration files of a folder in version order, each in its own
+    transaction together with its history row, so a crash leaves all of a
+    migration or none of it.
+  - File names are C(V<version>__<description>.sql) with optional undo
+    C(U<version>__<description>.sql), repeatable C(R__<description>.sql), or the
+    pair convention C(<version>_<name>.up.sql) / C(.down.sql). A misnamed C(.sql)
+    file or two files for one version is an error naming the files.
+  - A file whose text contains the line C(-- dbdevops:transaction=off) runs
+    outside a transaction, one statement per round trip (for
+    C(CREATE INDEX CONCURRENTLY)); a failure names the statement and which ones ran.
+  - Checksums (SHA-256 of the file with line endings, trailing whitespace and
+    leading/trailing blank lines normalised, placeholders substituted) of applied
+    files are validated before anything runs.
+  - Concurrent runs against one database serialize on an advisory lock held on a
+    separate idle connection; the others wait up to O(lock_wait) seconds and then
+    find nothing pending.
+  - Safety lint of the planned files (needs C(pglast)) is reported as warnings.
+author:
+  - dbdevops maintainers (@dbdevops)
+extends_documentation_fragment:
+  - dbdevops.postgresql.connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Returns the exact plan and SQL; creates nothing, not even the history table.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: full
+    details: Shows the version and the SQL to run before and after.
+options:
+  path:
+    description:
+      - Folder on the managed host holding the migration files (not searched recursively).
+    type: path
+    required: true
+  target:
+    description:
+      - Version to migrate to. Default is the latest version in O(path).
+      - V(latest) means the same. V(0) with O(allow_downgrade) undoes everything.
+    type: str
+  allow_downgrade:
+    description:
+      - Allow a O(target) below the current version; undo files then run newest first.
+      - Every needed undo file must exist, else nothing runs.
+    type: bool
+    default: false
+  placeholders:
+    description:
+      - Values for C(${name}) placeholders in the files. They are part of the checksum.
+    type: dict
+    default: {}
+  lock_timeout:
+    description:
+      - PostgreSQL C(lock_timeout) for the migration session, so a statement waiting for a
+        lock does not queue every query behind it. Empty turns it off.
+      - On C(lock_not_available) (SQLSTATE 55P03) the migration is retried O(lock_retries) times
+        with exponential back-off.
+    type: str
+    default: 5s
+  lock_retries:
+    description:
+      - How many times a migration (or, outside a transaction, a statement) is retried after a lock timeout.
+    type: int
+    default: 3
+  statement_timeout:
+    description:
+      - PostgreSQL C(statement_timeout) for the migration session. Unset means no limit.
+    type: str
+  lock_wait:
+    description:
+      - Seconds to wait for another migration run holding the migration lock before failing.
+    type: int
+    default: 300
+  history_schema:
+    description:
+      - Schema of the history table; created if missing.
+    type: str
+    default: public
+  history_table:
+    description:
+      - Name of the history table; created on first use.
+    type: str
+    default: schema_migrations
+  out_of_order:
+    description:
+      - Apply pending versions older than the current version. Without it they are an error listing them.
+    type: bool
+    default: false
+  baseline_version:
+    description:
+      - Mark an existing database, with no applied migrations, as being at this version;
+        versions up to it are never run.
+    type: str
+  repair:
+    description:
+      - Accept the current checksum of applied files that changed since; records a C(repair)
+        history row with who and when.
+    type: bool
+    default: false
+  lint:
+    description:
+      - Lint the planned files for unsafe operations (needs C(pglast) on the managed host).
+    type: bool
+    default: true
+  fail_on_lint:
+    description:
+      - Treat lint findings as errors; nothing runs when there is one.
+    type: bool
+    default: false
+  drop_invalid_indexes:
+    description:
+      - Before running a non-transactional file, drop INVALID indexes it builds with
+        C(CREATE INDEX CONCURRENTLY) (left by an earlier failed build).
+    type: bool
+    default: false
+  verify_rollback:
+    description:
+      - Before applying, prove on a scratch database (created and dropped on the same server;
+        needs C(CREATEDB)) that each undo file restores the schema fingerprint it had before,
+        and that re-applying gives the same schema again. Fails naming the first migration that does not.
+      - Also done in check mode, since it does not touch O(db).
+    type: bool
+    default: false
+  applied_by:
+    description:
+      - Text recorded in the C(applied_by) history column. Default is the login user with the OS user and host.
+    type: str
+notes:
+  - The history table records every attempt (C(success=false) rows for failures) with
+    rank, version, description, type, script, checksum, time, user, duration, error and,
+    on the last row of a run, the schema fingerprint used by drift detection.
+seealso:
+  - module: dbdevops.postgresql.migration_info
+  - module: dbdevops.postgresql.schema_diff
+  - module: dbdevops.postgresql.migration_new
+'''
+
+EXAMPLES = r'''
+- name: Show what would run (pull request job)
+  dbdevops.postgresql.migrate:
+    db: app
+    path: /srv/app/migrations
+  check_mode: true
+  diff: true
+  register: plan
+
+- name: Apply every pending migration
+  dbdevops.postgresql.migrate:
+    db: app
+    login_host: db1.example.com
+    login_password: "{{ vault_pg_password }}"
+    path: /srv/app/migrations
+    placeholders:
+      app_role: app_rw
+    lock_timeout: 3s
+
+- name: Roll back to version 20240101120000
+  dbdevops.postgresql.migrate:
+    db: app
+    path: /srv/app/migrations
+    target: "20240101120000"
+    allow_downgrade: true
+'''
+
+RETURN = r'''
+changed:
+  description: Whether any migration ran (or would run, in check mode).
+  returned: always
+  type: bool
+  sample: true
+applied:
+  description: What ran, in order, with direction and duration. Empty in check mode.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{version: "2", description: add users, script: V2__add_users.sql, kind: versioned,
+            direction: up, ms: 12}]
+current_version:
+  description: Version of the database after the run (before it, in check mode); null when none.
+  returned: always
+  type: str
+  sample: "2"
+starting_version:
+  description: Version before the run.
+  returned: always
+  type: str
+  sample: "1"
+target_version:
+  description: The version aimed at.
+  returned: always
+  type: str
+  sample: "2"
+pending:
+  description: Versions in O(path) not applied when the module finished (in check mode, not applied now).
+  returned: always
+  type: list
+  elements: str
+  sample: ["3"]
+lint:
+  description: Lint findings of the planned files (also shown as warnings).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{rule: create-index-not-concurrently, script: V3__idx.sql, line: 1,
+            message: CREATE INDEX without CONCURRENTLY ..., statement: CREATE INDEX ...}]
+plan:
+  description: The plan, with every step and the exact SQL.
+  returned: always
+  type: dict
+  sample: {current_version: "1", target_version: "2", steps: [], sql: "-- up V2__x.sql\n..."}
+queries:
+  description: The SQL of the plan as one text per step.
+  returned: always
+  type: list
+  elements: str
+  sample: ["CREATE TABLE t (id int);"]
+verify_rollback:
+  description: Result of O(verify_rollback) (checked versions, files with no undo, first failure).
+  returned: when O(verify_rollback=true)
+  type: dict
+  sample: {verified: true, checked: ["1", "2"], not_reversible: [], failure: null}
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    ConnParams, connection_argument_spec)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
+    MigrateOptions, MigrationError, Migrator, describe_verify_failure, verify_rollback)
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        path=dict(type='path', required=True),
+        target=dict(type='str'),
+        allow_downgrade=dict(type='bool', default=False),
+        placeholders=dict(type='dict', default={}),
+        lock_timeout=dict(type='str', default='5s'),
+        lock_retries=dict(type='int', default=3),
+        statement_timeout=dict(type='str'),
+        lock_wait=dict(type='int', default=300),
+        history_schema=dict(type='str', default='public'),
+        history_table=dict(type='str', default='schema_migrations'),
+        out_of_order=dict(type='bool', default=False),
+        baseline_version=dict(type='str'),
+        repair=dict(type='bool', default=False),
+        lint=dict(type='bool', default=True),
+        fail_on_lint=dict(type='bool', default=False),
+        drop_invalid_indexes=dict(type='bool', default=False),
+        verify_rollback=dict(type='bool', default=False),
+        applied_by=dict(type='str'),
+    )
+    return spec
+
+
+def options_from(params):
+    keys = ('path', 'target', 'allow_downgrade', 'placeholders', 'lock_timeout', 'lock_retries',
+            'statement_timeout', 'lock_wait', 'history_schema', 'history_table', 'out_of_order',
+            'baseline_version', 'repair', 'lint', 'fail_on_lint', 'drop_invalid_indexes',
+            'applied_by')
+    return MigrateOptions(**dict((k, params[k]) for k in keys))
+
+
+def make_diff(before_version, after_version, sql):
+    return dict(before_header='version', after_header='version',
+                before='version: %s\n' % (before_version or 'none'),
+                after='version: %s\n%s' % (after_version or 'none', sql))
+
+
+def run_module(module):
+    params = ConnParams.from_params(module.params)
+    options = options_from(module.params)
+    result = {}
+    if module.params['verify_rollback']:
+        report = verify_rollback(params, options)
+        result['verify_rollback'] = report
+        if not report['verified']:
+            raise MigrationError(describe_verify_failure(report) + '; nothing was applied',
+                                 verify_rollback=report)
+    engine = Migrator(params, options)
+    if module.check_mode:
+        plan = engine.plan()
+        out = dict(changed=plan.changed, applied=[], current_version=plan.current_version,
+                   starting_version=plan.current_version, target_version=plan.target_version,
+                   pending=plan.pending, warnings_list=plan.warnings,
+                   lint=[f.to_dict() for f in plan.lint], plan=plan.to_dict())
+    else:
+        out = engine.migrate()
+        out['warnings_list'] = out.pop('warnings')
+    plan_dict = out['plan']
+    result.update(out)
+    result['queries'] = [s['sql'] for s in plan_dict['steps'] if s['sql']]
+    if module._diff and result['changed']:
+        result['diff'] = make_diff(plan_dict['current_version'],
+                                   result['current_version'] if not module.check_mode
+                                   else plan_dict['target_version'], plan_dict['sql'])
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    try:
+        result = run_module(module)
+    except DbDevopsError as e:
+        module.fail_json(msg=str(e), **e.details)
+    for warning in result.pop('warnings_list'):
+        module.warn(warning)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,193 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: migration_info
+short_description: Report the migration state of a PostgreSQL database
+version_added: 0.1.0
+description:
+  - Reads the history table written by M(dbdevops.postgresql.migrate) and the files of
+    O(path) and reports applied, pending, failed attempts (RV(failed_migrations)), checksum mismatches, missing files,
+    the current version, and schema drift.
+  - Drift compares the live schema with the fingerprint (tables, columns, types, defaults,
+    constraints, indexes, views, functions, triggers, sequences, enum types, extensions)
+    recorded at the end of the last migration run, and lists the differences.
+  - Never changes anything; the history table is not created when missing.
+author:
+  - dbdevops maintainers (@dbdevops)
+extends_documentation_fragment:
+  - dbdevops.postgresql.connection
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Reads only, in check mode or not.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+options:
+  path:
+    description:
+      - Folder on the managed host holding the migration files.
+    type: path
+    required: true
+  placeholders:
+    description:
+      - Values for C(${name}) placeholders, as given to M(dbdevops.postgresql.migrate)
+        (they are part of the checksums).
+    type: dict
+    default: {}
+  history_schema:
+    description:
+      - Schema of the history table.
+    type: str
+    default: public
+  history_table:
+    description:
+      - Name of the history table.
+    type: str
+    default: schema_migrations
+  fail_on_drift:
+    description:
+      - Fail when the live schema differs from the recorded fingerprint.
+    type: bool
+    default: false
+seealso:
+  - module: dbdevops.postgresql.migrate
+'''
+
+EXAMPLES = r'''
+- name: Migration state of app
+  dbdevops.postgresql.migration_info:
+    db: app
+    path: /srv/app/migrations
+  register: state
+
+- name: Stop when someone changed the schema by hand
+  ansible.builtin.assert:
+    that: not state.drift.drifted
+    fail_msg: "schema drift: {{ state.drift.summary | join(', ') }}"
+'''
+
+RETURN = r'''
+current_version:
+  description: Highest applied version (or the baseline); null when none.
+  returned: always
+  type: str
+  sample: "3"
+applied:
+  description: Applied versions with their history row.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{installed_rank: 1, version: "1", description: create users, type: versioned,
+            script: V1__create_users.sql, checksum: 6e88..., applied_at: "2026-01-01 00:00:00+00",
+            applied_by: postgres, execution_time_ms: 3, success: true, error_message: null}]
+pending:
+  description: Versions in O(path) not applied yet.
+  returned: always
+  type: list
+  elements: str
+  sample: ["4", "5"]
+pending_repeatables:
+  description: Repeatable files new or changed since they last ran.
+  returned: always
+  type: list
+  elements: str
+  sample: [R__views.sql]
+out_of_order:
+  description: Pending versions older than the current version.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+failed_migrations:
+  description:
+    - Failed attempts not followed by a successful run of the same file.
+    - Named so because a result key C(failed) would make Ansible fail the task.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{version: "4", script: V4__x.sql, success: false, error_message: "V4__x.sql line 3: ..."}]
+checksum_mismatches:
+  description: Applied files whose content changed since, with both checksums.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{version: "2", script: V2__x.sql, applied_checksum: ab..., file_checksum: cd...}]
+missing_files:
+  description: Applied versions whose file is no longer in O(path).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+baseline:
+  description: Baseline version, when the database was baselined.
+  returned: always
+  type: str
+  sample: null
+drift:
+  description: Live schema against the fingerprint recorded by the last run.
+  returned: always
+  type: dict
+  sample: {checked: true, drifted: true, since_version: "3",
+           summary: ["+ index public.users_name_idx (CREATE INDEX ...)"], differences: []}
+history_exists:
+  description: Whether the history table exists.
+  returned: always
+  type: bool
+  sample: true
+history:
+  description: Every row of the history table in rank order (without fingerprints).
+  returned: always
+  type: list
+  elements: dict
+  sample: []
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    ConnParams, connection_argument_spec)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
+    MigrateOptions, Migrator)
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        path=dict(type='path', required=True),
+        placeholders=dict(type='dict', default={}),
+        history_schema=dict(type='str', default='public'),
+        history_table=dict(type='str', default='schema_migrations'),
+        fail_on_drift=dict(type='bool', default=False),
+    )
+    return spec
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    p = module.params
+    try:
+        engine = Migrator(ConnParams.from_params(p), MigrateOptions(
+            path=p['path'], placeholders=p['placeholders'], history_schema=p['history_schema'],
+            history_table=p['history_table']))
+        info = engine.info()
+    except DbDevopsError as e:
+        module.fail_json(msg=str(e), **e.details)
+    if p['fail_on_drift'] and info['drift']['drifted']:
+        module.fail_json(msg='schema drift since version %s: %s' % (
+            info['drift']['since_version'], '; '.join(info['drift']['summary'])), **info)
+    module.exit_json(changed=False, **info)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,109 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+---
+module: migration_new
+short_description: Scaffold a new migration and its undo file from a template
+version_added: 0.1.0
+description:
+  - Writes C(V<version>__<description>.sql) and C(U<version>__<description>.sql) (or the
+    C(.up.sql)/C(.down.sql) pair) into O(path), with a UTC timestamp version by default.
+  - The built-in templates are the collection's C(templates/migration/up.sql) and C(undo.sql);
+    O(template_dir) takes your own.
+  - Idempotent on the description; a migration with the same description already in
+    O(path) means C(changed=false) and its files are returned.
+author:
+  - dbdevops maintainers (@dbdevops)
+attributes:
+  check_mode:
+    description: Can run in check_mode and return changed status prediction without modifying target.
+    support: full
+    details: Returns the file names and content, writes nothing.
+  diff_mode:
+    description: Will return details on what has changed (or possibly needs changing in check_mode), when in diff mode.
+    support: none
+options:
+  path:
+    description:
+      - Migrations folder; it must exist.
+    type: path
+    required: true
+  description:
+    description:
+      - What the migration does; becomes the file name (lower case, words joined by C(_)).
+    type: str
+    required: true
+  version:
+    description:
+      - Version to use instead of the current UTC time as C(YYYYMMDDHHMMSS).
+    type: str
+  style:
+    description:
+      - C(flyway) writes C(V)/C(U) files, C(pair) writes C(.up.sql)/C(.down.sql).
+    type: str
+    default: flyway
+    choices: [flyway, pair]
+  template_dir:
+    description:
+      - Folder with C(up.sql) and C(undo.sql) templates; C({description}), C({version}) and
+        C({created}) are replaced.
+    type: path
+'''
+
+EXAMPLES = r'''
+- name: New migration adding a column
+  dbdevops.postgresql.migration_new:
+    path: "{{ playbook_dir }}/migrations"
+    description: add users last_login
+  delegate_to: localhost
+'''
+
+RETURN = r'''
+version:
+  description: Version of the new (or already existing) migration.
+  returned: always
+  type: str
+  sample: "20260101120000"
+files:
+  description: Paths of the migration and its undo file (with content, when new).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: migrations/V20260101120000__add_users_last_login.sql, content: "-- add users last_login\n"}]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
+
+
+def main():
+    module = AnsibleModule(argument_spec=dict(
+        path=dict(type='path', required=True),
+        description=dict(type='str', required=True),
+        version=dict(type='str'),
+        style=dict(type='str', default='flyway', choices=['flyway', 'pair']),
+        template_dir=dict(type='path'),
+    ), supports_check_mode=True)
+    p = module.params
+    try:
+        plan = scaffold.plan_new(p['path'], p['description'], style=p['style'], version=p['version'],
+                                 template_dir=p['template_dir'])
+        if not module.check_mode:
+            scaffold.create_new(plan)
+    except (DbDevopsError, OSError) as e:
+        details = getattr(e, 'details', {})
+        module.fail_json(msg=str(e), **details)
+    module.exit_json(**plan)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,384 @@
+"""The migration engine against a real throwaway PostgreSQL (fixtures pg, pg_db).
+
+Every feature: plan (check mode) -> nothing changed -> migrate -> effect -> rerun unchanged.
+"""
+
+import os
+import threading
+import time
+
+import pytest
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    ConnParams, PgConnectionError)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
+    MigrateOptions, MigrationError, Migrator, lock_key)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files import (
+    MigrationFilesError)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from tests.harness.pgcluster import free_port
+
+USERS = {
+    'V1__create_users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL);\n',
+    'U1__create_users.sql': 'DROP TABLE users;\n',
+    'V2__create_projects.sql': (
+        'CREATE TABLE projects (\n  id bigserial PRIMARY KEY,\n  owner_id bigint REFERENCES users,\n'
+        "  name text NOT NULL DEFAULT 'x;y'\n);\n"
+        "COMMENT ON TABLE projects IS $$projects; one per team$$;\n"),
+    'U2__create_projects.sql': 'DROP TABLE projects;\n',
+}
+
+
+def write(folder, files):
+    os.makedirs(str(folder), exist_ok=True)
+    for name, text in files.items():
+        with open(os.path.join(str(folder), name), 'w') as handle:
+            handle.write(text)
+    return str(folder)
+
+
+def engine(pg_db, path, **opts):
+    pg, db = pg_db
+    return Migrator(ConnParams.from_params(pg.conn_params(db)), MigrateOptions(path, **opts))
+
+
+def rows(pg_db, sql, params=None):
+    pg, db = pg_db
+    return pg.sql(sql, params, dbname=db)
+
+
+def tables(pg_db):
+    return sorted(r[0] for r in rows(pg_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+
+
+def history(pg_db, table='public.schema_migrations'):
+    return rows(pg_db, 'SELECT installed_rank, version, type, script, success, error_message '
+                       'FROM %s ORDER BY installed_rank' % table)
+
+
+def test_plan_then_migrate_then_rerun_unchanged(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    plan = engine(pg_db, path).plan()
+    assert plan.changed and [s.version for s in plan.steps] == ['1', '2']
+    assert plan.current_version is None and plan.target_version == '2'
+    assert 'CREATE TABLE users' in plan.sql_text() and "$$projects; one per team$$" in plan.sql_text()
+    assert tables(pg_db) == []                          # plan creates nothing, not even history
+
+    result = engine(pg_db, path).migrate()
+    assert result['changed'] is True
+    assert [(a['version'], a['direction']) for a in result['applied']] == [('1', 'up'), ('2', 'up')]
+    assert all(isinstance(a['ms'], int) for a in result['applied'])
+    assert result['current_version'] == '2' and result['pending'] == []
+    assert tables(pg_db) == ['projects', 'schema_migrations', 'users']
+    assert rows(pg_db, "SELECT obj_description('projects'::regclass)") == [('projects; one per team',)]
+    hist = rows(pg_db, 'SELECT installed_rank, version, description, type, script, checksum, '
+                       'applied_at IS NOT NULL, applied_by, execution_time_ms >= 0, success, '
+                       'error_message FROM schema_migrations ORDER BY 1')
+    assert [h[:5] for h in hist] == [(1, '1', 'create users', 'versioned', 'V1__create_users.sql'),
+                                     (2, '2', 'create projects', 'versioned', 'V2__create_projects.sql')]
+    assert all(len(h[5]) == 64 and h[6] and h[7].startswith('postgres (') and h[8] and h[9]
+               and h[10] is None for h in hist)
+
+    again = engine(pg_db, path).migrate()
+    assert again['changed'] is False and again['applied'] == [] and again['current_version'] == '2'
+    assert engine(pg_db, path).plan().changed is False
+    assert len(history(pg_db)) == 2
+
+
+def test_history_table_location_configurable(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a (id int);'})
+    result = engine(pg_db, path, history_schema='ops', history_table='applied').migrate()
+    assert result['changed']
+    assert rows(pg_db, 'SELECT version FROM ops.applied') == [('1',)]
+    assert rows(pg_db, "SELECT to_regclass('public.schema_migrations')") == [(None,)]
+
+
+def test_failing_migration_names_file_line_statement_and_next_run_continues(pg_db, tmp_path):
+    files = dict(USERS)
+    files['V3__add_column.sql'] = ('ALTER TABLE users ADD COLUMN name text;\n\n'
+                                   'UPDATE users SET nme = email;\n')
+    path = write(tmp_path, files)
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path).migrate()
+    msg = str(err.value)
+    assert 'V3__add_column.sql line 3' in msg
+    assert 'UPDATE users SET nme = email' in msg and 'column "nme" of relation "users" does not exist' in msg
+    assert 'stays at the last good version' in msg
+    assert err.value.details['file'] == 'V3__add_column.sql' and err.value.details['line'] == 3
+    assert [a['version'] for a in err.value.details['applied']] == ['1', '2']
+    # all of V3 rolled back, V1 and V2 kept
+    assert rows(pg_db, "SELECT count(*) FROM pg_attribute WHERE attrelid = 'users'::regclass "
+                       "AND attname = 'name'") == [(0,)]
+    hist = history(pg_db)
+    assert [(h[1], h[4]) for h in hist] == [('1', True), ('2', True), ('3', False)]
+    assert 'V3__add_column.sql line 3' in hist[-1][5]
+    assert engine(pg_db, path).info()['current_version'] == '2'
+    assert [f['script'] for f in engine(pg_db, path).info()['failed_migrations']] == ['V3__add_column.sql']
+
+    write(tmp_path, {'V3__add_column.sql': 'ALTER TABLE users ADD COLUMN name text;\n'
+                                           'UPDATE users SET name = email;\n'})
+    result = engine(pg_db, path).migrate()
+    assert [a['version'] for a in result['applied']] == ['3'] and result['current_version'] == '3'
+    assert engine(pg_db, path).info()['failed_migrations'] == []
+    assert engine(pg_db, path).migrate()['changed'] is False
+
+
+def test_checksum_mismatch_fails_before_anything_then_repair_records_who(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    engine(pg_db, path, target='1').migrate()
+    write(tmp_path, {'V1__create_users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY);\n'})
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path).plan()
+    applied_sum = rows(pg_db, "SELECT checksum FROM schema_migrations WHERE version = '1'")[0][0]
+    msg = str(err.value)
+    assert 'V1__create_users.sql' in msg and applied_sum in msg and 'repair: true' in msg
+    with pytest.raises(MigrationError):
+        engine(pg_db, path).migrate()
+    assert 'projects' not in tables(pg_db)                       # V2 did not run
+
+    # line-ending and trailing-space changes are not a mismatch
+    write(tmp_path, {'V1__create_users.sql': USERS['V1__create_users.sql'].replace('\n', '  \r\n')})
+    assert engine(pg_db, path).plan().mismatches == []
+    write(tmp_path, {'V1__create_users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY);\n'})
+
+    plan = engine(pg_db, path, repair=True, target='1').plan()
+    assert [s.kind for s in plan.steps] == ['repair'] and plan.mismatches
+    result = engine(pg_db, path, repair=True, target='1', applied_by='alice').migrate()
+    assert result['changed'] and [a['kind'] for a in result['applied']] == ['repair']
+    rep = rows(pg_db, "SELECT applied_by, applied_at IS NOT NULL, error_message FROM schema_migrations "
+                      "WHERE type = 'repair'")
+    assert rep == [('alice', True, 'applied checksum was %s' % applied_sum)]
+    assert engine(pg_db, path, target='1').migrate()['changed'] is False
+    assert engine(pg_db, path).migrate()['applied'][0]['version'] == '2'
+
+
+def test_downgrade_needs_allow_and_every_undo_file(pg_db, tmp_path):
+    files = dict(USERS)
+    files['V3__noundo.sql'] = 'CREATE TABLE audit (id int);'
+    path = write(tmp_path, files)
+    engine(pg_db, path).migrate()
+    with pytest.raises(MigrationError, match='set allow_downgrade: true'):
+        engine(pg_db, path, target='1').migrate()
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path, target='1', allow_downgrade=True).migrate()
+    assert 'no undo file for 3' in str(err.value) and 'nothing was undone' in str(err.value)
+    assert tables(pg_db) == ['audit', 'projects', 'schema_migrations', 'users']
+
+    write(tmp_path, {'U3__noundo.sql': 'DROP TABLE audit;'})
+    plan = engine(pg_db, path, target='1', allow_downgrade=True).plan()
+    assert [(s.version, s.direction) for s in plan.steps] == [('3', 'down'), ('2', 'down')]
+    assert tables(pg_db) == ['audit', 'projects', 'schema_migrations', 'users']
+    result = engine(pg_db, path, target='1', allow_downgrade=True).migrate()
+    assert [(a['version'], a['direction']) for a in result['applied']] == [('3', 'down'), ('2', 'down')]
+    assert result['current_version'] == '1' and result['pending'] == ['2', '3']
+    assert tables(pg_db) == ['schema_migrations', 'users']
+    assert engine(pg_db, path, target='1', allow_downgrade=True).migrate()['changed'] is False
+    # and back up again
+    assert [a['version'] for a in engine(pg_db, path).migrate()['applied']] == ['2', '3']
+    result = engine(pg_db, path, target='0', allow_downgrade=True).migrate()
+    assert result['current_version'] is None and tables(pg_db) == ['schema_migrations']
+
+
+def test_baseline_existing_database(pg_db, tmp_path):
+    rows(pg_db, 'CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL)')
+    files = dict(USERS)
+    files['V3__c.sql'] = 'CREATE TABLE c (id int);'
+    path = write(tmp_path, files)
+    plan = engine(pg_db, path, baseline_version='1').plan()
+    assert [(s.kind, s.version) for s in plan.steps] == [('baseline', '1'), ('versioned', '2'),
+                                                         ('versioned', '3')]
+    result = engine(pg_db, path, baseline_version='1').migrate()
+    assert [a['kind'] for a in result['applied']] == ['baseline', 'versioned', 'versioned']
+    assert result['current_version'] == '3'
+    assert engine(pg_db, path, baseline_version='1').migrate()['changed'] is False
+    with pytest.raises(MigrationError, match='already has history'):
+        engine(pg_db, path, baseline_version='2').plan()
+
+
+def test_out_of_order_is_an_error_unless_allowed(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();', 'V3__c.sql': 'CREATE TABLE c ();'})
+    engine(pg_db, path).migrate()
+    write(tmp_path, {'V2__b.sql': 'CREATE TABLE b ();'})
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path).migrate()
+    assert 'V2__b.sql' in str(err.value) and 'out_of_order: true' in str(err.value)
+    assert 'b' not in tables(pg_db)
+    assert [s.version for s in engine(pg_db, path, out_of_order=True).plan().steps] == ['2']
+    result = engine(pg_db, path, out_of_order=True).migrate()
+    assert [a['version'] for a in result['applied']] == ['2'] and result['current_version'] == '3'
+    assert engine(pg_db, path, out_of_order=True).migrate()['changed'] is False
+
+
+def test_repeatable_reapplied_when_checksum_changes(pg_db, tmp_path):
+    files = dict(USERS)
+    files['R__views.sql'] = 'CREATE OR REPLACE VIEW user_emails AS SELECT email FROM ${schema}.users;'
+    path = write(tmp_path, files)
+    result = engine(pg_db, path, placeholders={'schema': 'public'}).migrate()
+    assert [a['kind'] for a in result['applied']][-1] == 'repeatable'     # after the versioned ones
+    assert engine(pg_db, path, placeholders={'schema': 'public'}).migrate()['changed'] is False
+    write(tmp_path, {'R__views.sql': 'CREATE OR REPLACE VIEW user_emails AS SELECT email, id FROM users;'})
+    plan = engine(pg_db, path).plan()
+    assert [s.script for s in plan.steps] == ['R__views.sql']
+    engine(pg_db, path).migrate()
+    assert rows(pg_db, "SELECT count(*) FROM information_schema.columns WHERE table_name = 'user_emails'") \
+        == [(2,)]
+    assert engine(pg_db, path).migrate()['changed'] is False
+
+
+def test_target_stops_at_version(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    result = engine(pg_db, path, target='1').migrate()
+    assert [a['version'] for a in result['applied']] == ['1'] and result['pending'] == ['2']
+    assert engine(pg_db, path, target='1').migrate()['changed'] is False
+    with pytest.raises(MigrationError, match='not a version'):
+        engine(pg_db, path, target='one').plan()
+
+
+def test_non_transactional_file_runs_concurrent_index_while_lock_held(pg_db, tmp_path):
+    files = dict(USERS)
+    files['V3__index.sql'] = ('-- dbdevops:transaction=off\n'
+                              "SET lock_timeout = '2s';\n"
+                              'CREATE INDEX CONCURRENTLY users_email_idx ON users (email);\n')
+    path = write(tmp_path, files)
+    plan = engine(pg_db, path).plan()
+    assert plan.steps[-1].transactional is False
+    assert 'outside a transaction' in plan.sql_text()
+    result = engine(pg_db, path, statement_timeout='20s').migrate()
+    assert [a['version'] for a in result['applied']] == ['1', '2', '3']
+    assert rows(pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_email_idx'::regclass") \
+        == [(True,)]
+    assert engine(pg_db, path).migrate()['changed'] is False
+
+
+def test_failed_concurrent_build_reports_statements_ran_and_invalid_index(pg_db, tmp_path):
+    rows(pg_db, 'CREATE TABLE t (a int); INSERT INTO t VALUES (1), (1)')
+    path = write(tmp_path, {'V1__idx.sql': ('-- dbdevops:transaction=off\n'
+                                            'CREATE TABLE other (id int);\n'
+                                            'CREATE UNIQUE INDEX CONCURRENTLY t_a_key ON t (a);\n')})
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path).migrate()
+    msg = str(err.value)
+    assert 'V1__idx.sql line 3' in msg and 'CREATE UNIQUE INDEX CONCURRENTLY t_a_key' in msg
+    assert '1 of 2 statements ran' in msg and 'INVALID index left behind: public.t_a_key' in msg
+    assert err.value.details['statements_ran'] == ['CREATE TABLE other (id int)']
+    assert history(pg_db)[-1][4] is False
+
+    # fix the data and the file (idempotent create), retry: the invalid index blocks or is dropped
+    rows(pg_db, 'DELETE FROM t')
+    write(tmp_path, {'V1__idx.sql': ('-- dbdevops:transaction=off\n'
+                                     'CREATE TABLE IF NOT EXISTS other (id int);\n'
+                                     'CREATE UNIQUE INDEX CONCURRENTLY t_a_key ON t (a);\n')})
+    plan = engine(pg_db, path).plan()
+    assert any('t_a_key is INVALID' in w and 'drop_invalid_indexes' in w for w in plan.warnings)
+    with pytest.raises(MigrationError, match='already exists'):
+        engine(pg_db, path).migrate()
+    result = engine(pg_db, path, drop_invalid_indexes=True).migrate()
+    assert result['current_version'] == '1'
+    assert rows(pg_db, "SELECT indisvalid FROM pg_index WHERE indexrelid = 't_a_key'::regclass") == [(True,)]
+    assert engine(pg_db, path).migrate()['changed'] is False
+
+
+def test_psql_meta_command_rejected_at_plan_time(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();', 'V2__b.sql': 'SELECT 1;\n\\set x 1\n'})
+    with pytest.raises(DbDevopsError) as err:
+        engine(pg_db, path).migrate()
+    assert 'V2__b.sql line 2' in str(err.value) and '\\set' in str(err.value)
+    assert 'a' not in tables(pg_db)
+
+
+def test_lock_timeout_retries_with_backoff_then_succeeds(pg_db, tmp_path):
+    pg, db = pg_db
+    rows(pg_db, 'CREATE TABLE busy (id int)')
+    path = write(tmp_path, {'V1__alter.sql': 'ALTER TABLE busy ADD COLUMN note text;'})
+    blocker = pg.connect(db, autocommit=False)
+    blocker.cursor().execute('LOCK TABLE busy IN ACCESS SHARE MODE')
+    sleeps = []
+    try:
+        eng = engine(pg_db, path, lock_timeout='100ms', lock_retries=2)
+        eng.sleep = sleeps.append
+        with pytest.raises(MigrationError) as err:
+            eng.migrate()
+        assert 'lock timeout' in str(err.value) and '55P03' in str(err.value)
+        assert 'after 3 attempts' in str(err.value) and sleeps == [0.5, 1.0]
+
+        timer = threading.Timer(0.6, blocker.rollback)
+        timer.start()
+        result = engine(pg_db, path, lock_timeout='100ms', lock_retries=5).migrate()
+        timer.join()
+        assert result['current_version'] == '1'
+    finally:
+        blocker.close()
+
+
+def test_lock_wait_is_bounded_and_names_holder(pg_db, tmp_path):
+    pg, db = pg_db
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();'})
+    holder = pg.connect(db)
+    holder.cursor().execute('SELECT pg_advisory_lock(%s)', (lock_key('public', 'schema_migrations'),))
+    try:
+        started = time.time()
+        with pytest.raises(MigrationError) as err:
+            engine(pg_db, path, lock_wait=1).migrate()
+        assert 1 <= time.time() - started < 5
+        assert 'holds the lock' in str(err.value) and 'pid %d' % holder.get_backend_pid() in str(err.value)
+        assert 'a' not in tables(pg_db)
+    finally:
+        holder.close()
+    assert engine(pg_db, path, lock_wait=1).migrate()['changed'] is True
+
+
+def test_statement_timeout_applies(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__slow.sql': 'SELECT pg_sleep(2);'})
+    with pytest.raises(MigrationError, match='statement timeout'):
+        engine(pg_db, path, statement_timeout='200ms').migrate()
+    assert history(pg_db)[-1][4] is False
+
+
+def test_wrong_password_and_server_down_clear_messages(pg, tmp_path):
+    path = write(tmp_path, USERS)
+    bad = Migrator(ConnParams.from_params(pg.conn_params(password='wrong')), MigrateOptions(path))
+    with pytest.raises(PgConnectionError) as err:
+        bad.migrate()
+    assert 'password authentication failed' in str(err.value) and '\n' not in str(err.value)
+    down = Migrator(ConnParams(login_host='127.0.0.1', login_port=free_port(), db='app'),
+                    MigrateOptions(path))
+    with pytest.raises(PgConnectionError, match='refused the connection'):
+        down.plan()
+
+
+def test_bad_folder_nothing_applied(pg_db, tmp_path):
+    with pytest.raises(MigrationFilesError, match='does not exist'):
+        engine(pg_db, str(tmp_path / 'missing')).migrate()
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();', 'V1__b.sql': 'CREATE TABLE b ();'})
+    with pytest.raises(MigrationFilesError, match='V1__a.sql and V1__b.sql'):
+        engine(pg_db, path).migrate()
+    assert tables(pg_db) == ['schema_migrations']
+    assert history(pg_db) == []
+
+
+def test_info_reports_everything_and_changes_nothing(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    info = engine(pg_db, path).info()
+    assert info['history_exists'] is False and info['pending'] == ['1', '2']
+    assert info['current_version'] is None and tables(pg_db) == []
+    engine(pg_db, path, target='1').migrate()
+    info = engine(pg_db, path).info()
+    assert info['current_version'] == '1' and info['pending'] == ['2']
+    assert [a['version'] for a in info['applied']] == ['1']
+    assert info['drift']['checked'] is True and info['drift']['drifted'] is False
+    write(tmp_path, {'V1__create_users.sql': 'CREATE TABLE users ();'})
+    info = engine(pg_db, path).info()
+    assert info['checksum_mismatches'][0]['script'] == 'V1__create_users.sql'
+
+
+def test_drift_detected_with_readable_difference(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    engine(pg_db, path).migrate()
+    assert engine(pg_db, path).info()['drift']['drifted'] is False
+    rows(pg_db, 'CREATE INDEX users_email_by_hand ON users (email); '
+                'ALTER TABLE projects ALTER COLUMN name DROP DEFAULT')
+    drift = engine(pg_db, path).info()['drift']
+    assert drift['drifted'] is True and drift['since_version'] == '2'
+    assert any(line.startswith('+ index public.users_email_by_hand') for line in drift['summary'])
+    assert any(line.startswith('~ column public.projects.name') and "default: 'x;y'::text -> null" in line
+               for line in drift['summary'])

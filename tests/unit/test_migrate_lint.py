@@ -1,0 +1,101 @@
+"""Safety lint at plan time, with the live catalog (real PostgreSQL)."""
+
+import os
+
+import pytest
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
+    MigrateOptions, MigrationError, Migrator)
+
+
+def write(folder, files):
+    for name, text in files.items():
+        with open(os.path.join(str(folder), name), 'w') as handle:
+            handle.write(text)
+    return str(folder)
+
+
+def engine(pg_db, path, **opts):
+    pg, db = pg_db
+    return Migrator(ConnParams.from_params(pg.conn_params(db)), MigrateOptions(path, **opts))
+
+
+@pytest.fixture
+def big_table(pg_db):
+    pg, db = pg_db
+    pg.sql('CREATE TABLE accounts (id int, email text, n int); '
+           'INSERT INTO accounts SELECT g, g::text, g FROM generate_series(1, 5000) g; ANALYZE accounts',
+           dbname=db)
+    return pg_db
+
+
+def rules(plan):
+    return sorted((f.script, f.line, f.rule) for f in plan.lint)
+
+
+def test_each_rule_on_existing_table_with_size(big_table, tmp_path):
+    path = write(tmp_path, {
+        'V1__unsafe.sql': (
+            'CREATE INDEX accounts_email_idx ON accounts (email);\n'
+            'ALTER TABLE accounts ADD COLUMN token uuid DEFAULT gen_random_uuid();\n'
+            'ALTER TABLE accounts ADD COLUMN created timestamptz DEFAULT now();\n'
+            'ALTER TABLE accounts ALTER COLUMN email SET NOT NULL;\n'
+            'ALTER TABLE accounts ADD CONSTRAINT n_pos CHECK (n > 0);\n'
+            'ALTER TABLE accounts ADD CONSTRAINT n_pos2 CHECK (n > 0) NOT VALID;\n'
+            'ALTER TABLE accounts ALTER COLUMN n TYPE bigint;\n'
+            'ALTER TABLE accounts DROP COLUMN n;\n'
+            'DROP TABLE accounts;\n'),
+        'V2__nontx.sql': '-- dbdevops:transaction=off\nCREATE INDEX CONCURRENTLY x ON accounts (id);\n',
+    })
+    plan = engine(big_table, path).plan()
+    assert rules(plan) == [
+        ('V1__unsafe.sql', 1, 'create-index-not-concurrently'),
+        ('V1__unsafe.sql', 2, 'volatile-default'),
+        ('V1__unsafe.sql', 4, 'set-not-null'),
+        ('V1__unsafe.sql', 5, 'constraint-not-valid'),
+        ('V1__unsafe.sql', 7, 'alter-column-type'),
+        ('V1__unsafe.sql', 8, 'drop-column'),
+        ('V1__unsafe.sql', 9, 'drop-table'),
+    ]
+    first = plan.lint[0].message
+    assert 'existing table public.accounts' in first and '~5000 rows' in first and 'kB' in first
+    assert any('[create-index-not-concurrently]' in w for w in plan.warnings)
+    # lock_timeout off: the non-transactional file is flagged
+    plan = engine(big_table, path, lock_timeout='').plan()
+    assert ('V2__nontx.sql', 1, 'non-transactional-lock-timeout') in rules(plan)
+
+
+def test_new_table_in_same_plan_is_not_flagged(pg_db, tmp_path):
+    path = write(tmp_path, {
+        'V1__t.sql': 'CREATE TABLE t (id int, v text);\nCREATE INDEX t_v ON t (v);\n',
+        'V2__t.sql': 'ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();\n'
+                     'ALTER TABLE t ALTER COLUMN v SET NOT NULL;\n',
+    })
+    assert engine(pg_db, path).plan().lint == []
+
+
+def test_fail_on_lint_refuses_before_anything_and_ignore_directive(big_table, tmp_path):
+    pg, db = big_table
+    path = write(tmp_path, {'V1__idx.sql': 'CREATE INDEX accounts_n ON accounts (n);\n'})
+    with pytest.raises(MigrationError) as err:
+        engine(big_table, path, fail_on_lint=True).migrate()
+    assert 'V1__idx.sql line 1' in str(err.value) and 'create-index-not-concurrently' in str(err.value)
+    assert pg.sql("SELECT to_regclass('accounts_n')", dbname=db) == [(None,)]
+    assert pg.sql('SELECT count(*) FROM schema_migrations', dbname=db) == [(0,)]
+    write(tmp_path, {'V1__idx.sql': '-- dbdevops:lint-ignore=create-index-not-concurrently\n'
+                                    'CREATE INDEX accounts_n ON accounts (n);\n'})
+    assert engine(big_table, path, fail_on_lint=True).migrate()['changed'] is True
+
+
+def test_lint_without_pglast_is_a_clear_warning(pg_db, tmp_path, monkeypatch):
+    monkeypatch.setattr(mlint, 'HAS_PGLAST', False)
+    path = write(tmp_path, {'V1__t.sql': 'CREATE TABLE t ();'})
+    plan = engine(pg_db, path).plan()
+    assert 'lint skipped: pglast not installed' in ' '.join(plan.warnings)
+
+
+def test_lint_walks_json_tree_generically():
+    tree = {'stmts': [{'stmt': {'IndexStmt': {'relation': {'relname': 't'}}}}]}
+    assert [n for n, _ in mlint.walk(tree)] == ['IndexStmt']
