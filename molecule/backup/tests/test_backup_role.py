@@ -1,0 +1,72 @@
+"""Verify the backup role on localhost: cron entry, a real backup by hand, log rotation."""
+
+import json
+import os
+
+import yaml
+
+VARS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), '..', 'vars', 'main.yml')))
+CONFIG = '/etc/dbdevops-backup/%s.json' % VARS['backup_config_name']
+COMMAND = '/usr/local/bin/dbdevops-backup'
+
+
+def test_cron_entry_runs_the_command_as_postgres(host):
+    crontab = host.check_output('crontab -l -u postgres')
+    assert '#Ansible: dbdevops.postgresql backup (molecule)' in crontab
+    line = [ln for ln in crontab.splitlines() if COMMAND in ln][0]
+    assert line.startswith('0 2 * * * ')
+    assert '--config %s backup >> %s 2>&1' % (CONFIG, VARS['backup_log_file']) in line
+
+
+def test_cron_service_running(host):
+    assert host.process.filter(comm='cron')
+
+
+def test_files_and_modes(host):
+    assert host.file(COMMAND).mode == 0o755
+    config = host.file(CONFIG)
+    assert config.mode == 0o640 and config.group == 'postgres'
+    data = json.loads(config.content_string)
+    assert data['databases'] == ['molapp'] and data['login_port'] == 5441
+    assert 'login_password' not in data
+    dest = host.file(VARS['backup_dest'])
+    assert dest.user == 'postgres' and dest.mode == 0o700
+    engine = '/usr/local/lib/dbdevops/ansible_collections/dbdevops/postgresql/plugins/module_utils/backup/engine.py'
+    assert host.file(engine).exists
+
+
+def test_command_by_hand_produces_a_verified_backup(host):
+    before = set(host.check_output('ls -1 %s' % VARS['backup_dest']).split())
+    # exactly what cron runs, as postgres (the redirect too)
+    run = host.run("runuser -u postgres -- sh -c '%s --config %s backup >> %s 2>&1'"
+                   % (COMMAND, CONFIG, VARS['backup_log_file']))
+    assert run.rc == 0, host.file(VARS['backup_log_file']).content_string
+    after = set(host.check_output('ls -1 %s' % VARS['backup_dest']).split())
+    new = sorted(after - before)
+    assert len(new) == 1 and new[0].endswith('-molapp')
+    manifest = json.loads(host.file('%s/%s/manifest.json' % (VARS['backup_dest'], new[0])).content_string)
+    assert manifest['database'] == 'molapp' and manifest['format'] == 'directory'
+    assert {t['name']: t['rows'] for t in manifest['tables']} == {'items': 500}
+    listing = host.run('runuser -u postgres -- %s --config %s list --verify' % (COMMAND, CONFIG))
+    assert listing.rc == 0, listing.stdout + listing.stderr
+    assert 'verified %s molapp' % new[0] in listing.stdout
+    log = host.file(VARS['backup_log_file']).content_string
+    assert 'backup ok: %s database molapp' % new[0] in log
+
+
+def test_retention_keeps_three(host):
+    for _ in range(4):
+        host.check_output('runuser -u postgres -- %s --config %s backup' % (COMMAND, CONFIG))
+    names = host.check_output('ls -1 %s' % VARS['backup_dest']).split()
+    assert len(names) == 3
+
+
+def test_logrotate_rotates_the_log(host):
+    policy = '/etc/logrotate.d/dbdevops-molecule'
+    assert host.file(policy).exists
+    host.check_output('echo "line for rotation" >> %s' % VARS['backup_log_file'])
+    rotate = host.run('logrotate -f -s /var/tmp/dbdevops-molecule-backup/logrotate.state %s' % policy)
+    assert rotate.rc == 0, rotate.stderr
+    assert host.file(VARS['backup_log_file'] + '.1').exists
+    assert host.file(VARS['backup_log_file']).size == 0
+    assert host.file(VARS['backup_log_file']).user == 'postgres'

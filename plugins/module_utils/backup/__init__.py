@@ -1,0 +1,12 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The backup engine: backup, catalog (info, verify, retention), restore, drill.
+
+Plain Python, no Ansible import: used by the modules, by the host-side CLI that
+cron runs (``cli.py``) and by the tests, with the same behaviour everywhere.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type

@@ -1,0 +1,277 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What is under a backup root: status of each backup, verify, retention.
+
+Status of a backup folder:
+  complete  manifest present, every listed file present with its size
+  verified  complete, and (verify requested) every SHA-256 and the archive's
+            table of contents check out
+  corrupt   manifest unreadable, a file missing, a size or checksum differs,
+            or the archive no longer reads back
+Folders named ``.partial-*`` are backups still being written or interrupted;
+they are never counted and are listed separately.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
+
+GOOD = ('complete', 'verified')
+
+
+class RetentionPolicy(object):
+    """Keep a backup when ANY rule keeps it (restic-style ``--keep-*`` union).
+
+    keep_last     the newest N good backups of each database
+    keep_days     good backups younger than N days
+    keep_daily/weekly/monthly  the newest good backup of each of the last N
+                  days / ISO weeks / months that have one
+    With no rule set, nothing is deleted.  The newest good backup of each
+    database is always kept.  Corrupt and partial backups never count.
+    """
+
+    def __init__(self, keep_last=None, keep_days=None, keep_daily=None, keep_weekly=None,
+                 keep_monthly=None):
+        self.keep_last = keep_last
+        self.keep_days = keep_days
+        self.keep_daily = keep_daily
+        self.keep_weekly = keep_weekly
+        self.keep_monthly = keep_monthly
+        for name in ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly'):
+            value = getattr(self, name)
+            if value is not None and int(value) < 0:
+                raise BackupError('retention %s must be 0 or more, not %s' % (name, value))
+
+    def active(self):
+        return any(v is not None for v in (self.keep_last, self.keep_days, self.keep_daily,
+                                           self.keep_weekly, self.keep_monthly))
+
+    def as_dict(self):
+        return dict(keep_last=self.keep_last, keep_days=self.keep_days, keep_daily=self.keep_daily,
+                    keep_weekly=self.keep_weekly, keep_monthly=self.keep_monthly)
+
+
+def read_manifest(folder):
+    path = os.path.join(folder, _tools.MANIFEST)
+    with open(path, 'rb') as f:
+        manifest = json.loads(f.read().decode('utf-8'))
+    if not isinstance(manifest, dict) or 'files' not in manifest or 'id' not in manifest:
+        raise ValueError('not a dbdevops backup manifest')
+    return manifest
+
+
+def check_backup(folder, manifest, verify=False, pg_restore=None):
+    """Problems found in one backup (empty list = good). ``verify`` re-hashes and reads the TOC."""
+    problems = []
+    for rel, info in sorted(manifest.get('files', {}).items()):
+        path = os.path.join(folder, rel)
+        if not os.path.isfile(path):
+            problems.append('%s: missing' % rel)
+            continue
+        size = os.path.getsize(path)
+        if size != info.get('bytes'):
+            problems.append('%s: size %d, manifest says %s' % (rel, size, info.get('bytes')))
+            continue
+        if verify:
+            sha, _size = _tools.sha256_file(path)
+            if sha != info.get('sha256'):
+                problems.append('%s: SHA-256 mismatch (file changed or damaged: %s, manifest %s)'
+                                % (rel, sha, info.get('sha256')))
+    if verify and not problems and pg_restore and manifest.get('archive'):
+        proc = subprocess.run([pg_restore, '--list', os.path.join(folder, manifest['archive'])],
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, check=False)
+        if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+            problems.append('%s: table of contents unreadable (%s)'
+                            % (manifest['archive'], _tools.first_error(proc.stderr)))
+        else:
+            entries = len([ln for ln in proc.stdout.splitlines() if ln and not ln.startswith(';')])
+            if manifest.get('toc_entries') is not None and entries != manifest['toc_entries']:
+                problems.append('%s: %d table-of-contents entries, manifest says %d'
+                                % (manifest['archive'], entries, manifest['toc_entries']))
+    return problems
+
+
+def _entry(dest, name, manifest, status, problems, now):
+    path = os.path.join(dest, name)
+    entry = dict(backup_id=name, path=path, status=status, problems=problems)
+    if manifest:
+        end = _tools.parse_iso(manifest['end'])
+        entry.update(database=manifest.get('database'), format=manifest.get('format'),
+                     compression=manifest.get('compression'), bytes=manifest.get('bytes'),
+                     start=manifest.get('start'), end=manifest.get('end'),
+                     duration_ms=manifest.get('duration_ms'),
+                     age_seconds=int((now - end).total_seconds()),
+                     server_version=manifest.get('server_version'),
+                     row_counts_exact=manifest.get('row_counts_exact'),
+                     tables=len(manifest.get('tables') or []))
+    return entry
+
+
+def list_backups(dest, verify=False, database=None, pg_restore=None, now=None,
+                 with_manifest=False):
+    """Backups under ``dest``, newest first, plus the partial folders.
+
+    Returns ``(backups, partial)``; each backup is a dict with backup_id, path,
+    status, problems, database, bytes, start, end, age_seconds, ...
+    """
+    now = now or _tools.utcnow()
+    if not os.path.isdir(dest):
+        return [], []
+    if verify and pg_restore is None:
+        try:
+            pg_restore = _tools.find_tool('pg_restore')
+        except BackupError:
+            pg_restore = None
+    backups, partial = [], []
+    for name in sorted(os.listdir(dest)):
+        path = os.path.join(dest, name)
+        if not os.path.isdir(path):
+            continue
+        if name.startswith(_tools.PARTIAL_PREFIX):
+            match = re.search(r'-(\d+)$', name)
+            pid = int(match.group(1)) if match else None
+            partial.append(dict(path=path, name=name, pid=pid,
+                                running=bool(pid and _tools.pid_alive(pid))))
+            continue
+        if name.startswith('.'):
+            continue
+        try:
+            manifest = read_manifest(path)
+        except (OSError, ValueError) as exc:
+            if not os.path.exists(os.path.join(path, _tools.MANIFEST)):
+                continue  # not a backup folder at all
+            backups.append(dict(backup_id=name, path=path, status='corrupt', database=None,
+                                problems=['manifest.json unreadable: %s' % exc], end=None))
+            continue
+        if database is not None and manifest.get('database') != database:
+            continue
+        problems = check_backup(path, manifest, verify=verify, pg_restore=pg_restore)
+        status = 'corrupt' if problems else ('verified' if verify else 'complete')
+        entry = _entry(dest, name, manifest, status, problems, now)
+        if with_manifest:
+            entry['manifest'] = manifest
+        backups.append(entry)
+    backups.sort(key=lambda b: (b.get('end') or '', b['backup_id']), reverse=True)
+    return backups, partial
+
+
+def find_backup(dest, backup_id='latest', database=None, verify=True, pg_restore=None):
+    """One good backup by id, or the newest good one (of ``database``); with its manifest."""
+    if not os.path.isdir(dest):
+        raise BackupError('backup root %s does not exist: check src/dest' % dest)
+    if backup_id and backup_id != 'latest':
+        path = os.path.join(dest, backup_id)
+        if os.path.sep in backup_id or backup_id.startswith('.') or \
+                not os.path.isfile(os.path.join(path, _tools.MANIFEST)):
+            known = [b['backup_id'] for b in list_backups(dest)[0]]
+            raise BackupError('backup "%s" not found under %s; available: %s'
+                              % (backup_id, dest, ', '.join(known[:20]) or 'none'),
+                              backup_id=backup_id)
+        try:
+            manifest = read_manifest(path)
+        except (OSError, ValueError) as exc:
+            raise BackupError('backup "%s" is corrupt: manifest.json unreadable (%s)' % (backup_id, exc))
+        if database is not None and manifest.get('database') != database:
+            raise BackupError('backup "%s" is of database "%s", not "%s"'
+                              % (backup_id, manifest.get('database'), database))
+    else:
+        backups, _partial = list_backups(dest, database=database, with_manifest=True)
+        good = [b for b in backups if b['status'] in GOOD]
+        if not good:
+            raise BackupError('no complete backup%s under %s'
+                              % (' of database "%s"' % database if database else '', dest))
+        dbs = sorted(set(b['database'] for b in good))
+        if database is None and len(dbs) > 1:
+            raise BackupError('backups of several databases are under %s (%s): say which one '
+                              'with backup_db (or give backup_id)' % (dest, ', '.join(dbs)))
+        path, manifest = good[0]['path'], good[0]['manifest']
+    problems = check_backup(path, manifest, verify=False)
+    if problems:
+        raise BackupError('backup "%s" is corrupt: %s' % (manifest['id'], '; '.join(problems)),
+                          problems=problems)
+    return path, manifest
+
+
+# -- retention --------------------------------------------------------------
+
+def plan_retention(backups, policy, now=None):
+    """Which backups a policy deletes: a list of {backup_id, database, path, reason}.
+
+    ``backups`` as from list_backups (newest first).  Pure: no I/O.
+    """
+    now = now or _tools.utcnow()
+    if policy is None or not policy.active():
+        return []
+    by_db = {}
+    for b in backups:
+        if b.get('status') in GOOD and b.get('end'):
+            by_db.setdefault(b.get('database'), []).append(b)
+    delete = []
+    for db, items in sorted(by_db.items(), key=lambda kv: str(kv[0])):
+        items = sorted(items, key=lambda b: (b['end'], b['backup_id']), reverse=True)
+        keep = {items[0]['backup_id']: 'newest good backup'}
+        if policy.keep_last:
+            for b in items[:int(policy.keep_last)]:
+                keep.setdefault(b['backup_id'], 'keep_last')
+        if policy.keep_days is not None:
+            for b in items:
+                age_days = (now - _tools.parse_iso(b['end'])).total_seconds() / 86400.0
+                if age_days < float(policy.keep_days):
+                    keep.setdefault(b['backup_id'], 'keep_days')
+        for rule, bucket in (('keep_daily', lambda t: t.strftime('%Y-%m-%d')),
+                             ('keep_weekly', lambda t: '%04d-W%02d' % t.isocalendar()[:2]),
+                             ('keep_monthly', lambda t: t.strftime('%Y-%m'))):
+            limit = getattr(policy, rule)
+            if not limit:
+                continue
+            seen = []
+            for b in items:
+                key = bucket(_tools.parse_iso(b['end']))
+                if key in seen:
+                    continue
+                seen.append(key)
+                if len(seen) > int(limit):
+                    break
+                keep.setdefault(b['backup_id'], rule)
+        for b in items:
+            if b['backup_id'] not in keep:
+                delete.append(dict(backup_id=b['backup_id'], database=db, path=b['path'],
+                                   end=b['end'], reason='outside the retention policy'))
+    return delete
+
+
+def apply_retention(dest, policy, check_mode=False, now=None, extra=None):
+    """Delete what ``plan_retention`` says (nothing in check mode); returns the plan.
+
+    ``extra``: entries to consider as if present (check mode of a backup that
+    has not been taken yet).  Stale ``.partial-*`` folders of dead processes
+    are removed too and reported as ``partial_removed``.
+    """
+    backups, partial = list_backups(dest, now=now)
+    planned = plan_retention(list(extra or []) + backups, policy, now=now)
+    planned = [p for p in planned if not p.get('virtual')]
+    stale = [p for p in partial if not p['running']]
+    if not check_mode:
+        for item in planned:
+            _remove(item['path'])
+        for item in stale:
+            _remove(item['path'])
+    return dict(deleted=planned, partial_removed=[p['name'] for p in stale])
+
+
+def _remove(path):
+    try:
+        shutil.rmtree(path)
+    except OSError as exc:
+        raise BackupError('retention could not delete %s: %s' % (path, exc.strerror or exc))

@@ -1,0 +1,414 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Take backups you can prove: pg_dump in one exported snapshot, row counts in
+that same snapshot, SHA-256 of every file, a manifest, and an atomic rename
+only after the archive reads back.
+
+    plan = plan_backup(conn_params, BackupOptions(dest='/backups', databases=['app']))
+    results = run_backup(conn_params, plan)
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import errno
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    LibpqEnv, connect, quote_ident)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
+
+try:
+    from psycopg2 import sql as pgsql
+    import psycopg2.extensions as pgext
+except ImportError:  # pragma: no cover - reported by connect()
+    pgsql = None
+    pgext = None
+
+FORMATS = ('custom', 'directory')
+COMPRESSIONS = ('gzip', 'none', 'lz4', 'zstd')
+F_SETPIPE_SZ = 1031
+
+TABLES_SQL = """
+SELECT n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+META_SQL = """
+SELECT current_setting('server_version'), current_setting('server_version_num')::int,
+       current_setting('cluster_name'), pg_is_in_recovery(),
+       pg_encoding_to_char(d.encoding), d.datcollate, d.datctype, pg_get_userbyid(d.datdba),
+       CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')
+            THEN (SELECT system_identifier::text FROM pg_control_system()) END
+  FROM pg_database d WHERE d.datname = current_database()
+"""
+
+
+class BackupOptions(object):
+    """What to back up and how; plain values, validated by ``plan_backup``."""
+
+    def __init__(self, dest, databases=None, all_databases=False, format='custom', jobs=1,
+                 compression='gzip', compression_level=None, globals_dump=False, count_rows=True,
+                 os_owner=None, pg_bin_dir=None, lock_wait_timeout=None, retention=None):
+        self.dest = dest
+        self.databases = list(databases or [])
+        self.all_databases = all_databases
+        self.format = format
+        self.jobs = int(jobs or 1)
+        self.compression = compression or 'gzip'
+        self.compression_level = compression_level
+        self.globals_dump = globals_dump
+        self.count_rows = count_rows
+        self.os_owner = os_owner
+        self.pg_bin_dir = pg_bin_dir
+        self.lock_wait_timeout = lock_wait_timeout
+        self.retention = retention
+
+
+def table_key(schema, name):
+    return '%s.%s' % (quote_ident(schema), quote_ident(name))
+
+
+def list_tables(cur):
+    cur.execute(TABLES_SQL)
+    return [tuple(row) for row in cur.fetchall()]
+
+
+def count_rows(cur, tables):
+    counts = {}
+    for schema, name in tables:
+        cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(
+            pgsql.Identifier(schema), pgsql.Identifier(name)))
+        counts[table_key(schema, name)] = cur.fetchone()[0]
+    return counts
+
+
+def compression_args(tool, method, level):
+    """pg_dump arguments for a compression choice, or a clear error."""
+    if method not in COMPRESSIONS:
+        raise BackupError('compression must be one of %s, not "%s"' % (', '.join(COMPRESSIONS), method))
+    supported = tool.compression_methods()
+    if method not in supported:
+        raise BackupError(
+            'compression "%s" needs pg_dump 16 or later; %s is %s and supports only %s. '
+            'Use compression: gzip, or install a PostgreSQL 16+ client and set pg_bin_dir'
+            % (method, tool.path, tool.version, ', '.join(supported)))
+    if level is not None and not 0 <= int(level) <= (22 if method == 'zstd' else 9):
+        raise BackupError('compression_level %s is out of range for %s' % (level, method))
+    if method == 'none':
+        return ['-Z', '0']
+    if tool.major >= 16:
+        return ['--compress=%s' % method + ('' if level is None else ':%d' % int(level))]
+    if level is None:
+        return []
+    return ['-Z', str(int(level))]
+
+
+def plan_backup(params, opts):
+    """Check everything that can be checked before writing a byte; return the plan (a dict)."""
+    if opts.format not in FORMATS:
+        raise BackupError('format must be one of %s, not "%s"' % (', '.join(FORMATS), opts.format))
+    if opts.jobs < 1:
+        raise BackupError('jobs must be at least 1')
+    if opts.jobs > 1 and opts.format != 'directory':
+        raise BackupError('jobs > 1 needs format: directory (pg_dump dumps in parallel only '
+                          'into a directory archive)')
+    if not opts.dest:
+        raise BackupError('dest (the backup root folder) is required')
+    conn = connect(params, autocommit=True, application_name='dbdevops-backup')
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_setting('server_version_num')::int, pg_is_in_recovery()")
+            version_num, in_recovery = cur.fetchone()
+            cur.execute('SELECT datname FROM pg_database WHERE datallowconn AND NOT datistemplate '
+                        'ORDER BY datname')
+            existing = [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    if opts.all_databases:
+        databases = existing
+    else:
+        databases = opts.databases or [params.dbname]
+        missing = [db for db in databases if db not in existing]
+        if missing:
+            raise BackupError('database %s does not exist on %s: existing databases are %s'
+                              % (', '.join('"%s"' % db for db in missing), params.where(),
+                                 ', '.join(existing)), missing=missing)
+    server_major = version_num // 10000
+    pg_dump = _tools.Tool('pg_dump', server_major, opts.pg_bin_dir)
+    compress = compression_args(pg_dump, opts.compression, opts.compression_level)
+    return dict(dest=os.path.abspath(opts.dest), databases=databases, format=opts.format,
+                jobs=opts.jobs, compression=opts.compression,
+                compression_level=opts.compression_level, compress_args=compress,
+                globals=bool(opts.globals_dump), count_rows=bool(opts.count_rows),
+                server_major=server_major, in_recovery=in_recovery,
+                pg_dump=pg_dump.path, pg_dump_version=pg_dump.version,
+                supported_compression=pg_dump.compression_methods(), options=opts)
+
+
+def run_backup(params, plan, now=None):
+    """Back up every planned database; returns one result dict per database."""
+    opts = plan['options']
+    owner = _tools.resolve_owner(opts.os_owner)
+    _tools.ensure_dir(plan['dest'], owner)
+    tools = dict(pg_dump=_tools.Tool('pg_dump', plan['server_major'], opts.pg_bin_dir),
+                 pg_restore=_tools.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir))
+    if plan['globals']:
+        tools['pg_dumpall'] = _tools.Tool('pg_dumpall', plan['server_major'], opts.pg_bin_dir)
+    return [_backup_one(params, db, plan, tools, owner, now) for db in plan['databases']]
+
+
+def _new_id(dest, db, start):
+    base = '%s-%s' % (start.strftime('%Y%m%dT%H%M%SZ'), _tools.safe_name(db))
+    backup_id, n = base, 1
+    while os.path.exists(os.path.join(dest, backup_id)):
+        n += 1
+        backup_id = '%s.%d' % (base, n)
+    return backup_id
+
+
+def _backup_one(params, db, plan, tools, owner, now=None):
+    start = now or _tools.utcnow()
+    t0 = time.monotonic()
+    dest = plan['dest']
+    backup_id = _new_id(dest, db, start)
+    tmp = os.path.join(dest, '%s%s-%d' % (_tools.PARTIAL_PREFIX, backup_id, os.getpid()))
+    try:
+        os.mkdir(tmp, 0o700)
+    except OSError as exc:
+        raise BackupError('cannot write into backup folder %s: %s' % (dest, exc.strerror or exc))
+    conn = None
+    counter = None
+    try:
+        conn = connect(params, dbname=db, application_name='dbdevops-backup')
+        conn.set_session(isolation_level=pgext.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
+        cur = conn.cursor()
+        cur.execute(META_SQL)
+        (server_version, _vnum, cluster_name, in_recovery, encoding, collate, ctype,
+         db_owner, system_id) = cur.fetchone()
+        cur.execute('SELECT pg_export_snapshot()')
+        snapshot = cur.fetchone()[0]
+        tables = list_tables(cur)
+
+        counter = _Counter(cur, tables) if plan['count_rows'] else None
+        if counter:
+            counter.start()
+        archive, files = _run_pg_dump(params, db, plan, tools['pg_dump'], snapshot, tmp)
+        counts = counter.result() if counter else None
+        conn.rollback()
+        conn.close()
+        conn = None
+
+        if plan['globals']:
+            files.update(_run_pg_dumpall(params, tools['pg_dumpall'], tmp))
+
+        toc_entries = _read_back(params, tools['pg_restore'], os.path.join(tmp, archive), db)
+        end = _tools.utcnow()
+        manifest = dict(
+            format_version=_tools.FORMAT_VERSION, id=backup_id, status='complete',
+            host=socket.gethostname(), login_host=params.host or 'local socket',
+            port=params.login_port, cluster=dict(name=cluster_name or '', system_identifier=system_id),
+            database=db, database_owner=db_owner, encoding=encoding, lc_collate=collate,
+            lc_ctype=ctype, in_recovery=in_recovery,
+            server_version=server_version, pg_dump_version=tools['pg_dump'].version,
+            format=plan['format'], jobs=plan['jobs'],
+            compression=dict(method=plan['compression'], level=plan['compression_level']),
+            archive=archive, globals='globals.sql' if plan['globals'] else None,
+            snapshot=snapshot, start=_tools.iso(start), end=_tools.iso(end),
+            duration_ms=_tools.monotonic_ms(t0),
+            bytes=sum(size for _sha, size in files.values()),
+            files=dict((rel, dict(sha256=sha, bytes=size)) for rel, (sha, size) in sorted(files.items())),
+            toc_entries=toc_entries, row_counts_exact=counts is not None,
+            tables=[dict(schema=s, name=n, rows=(counts or {}).get(table_key(s, n)))
+                    for s, n in tables],
+        )
+        _write_manifest(tmp, manifest)
+        _tools.secure_tree(tmp, owner)
+        _tools.fsync_tree(tmp)
+        final = os.path.join(dest, backup_id)
+        os.rename(tmp, final)
+        _tools.fsync_path(dest)
+    except BaseException as exc:
+        if conn is not None:
+            try:
+                if counter is not None and counter.is_alive():
+                    conn.cancel()  # the counting query may wait on the same locks as pg_dump
+                    counter.join(10)
+                conn.close()
+            except Exception:  # noqa: BLE001 - already failing
+                pass
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+            raise BackupError('backup of database "%s" failed: the destination %s is full (No space '
+                              'left on device); nothing was recorded and the partial files were '
+                              'removed; free space or choose another dest' % (db, dest),
+                              database=db, dest=dest)
+        if isinstance(exc, OSError) and not isinstance(exc, BackupError):
+            raise BackupError('backup of database "%s" failed writing under %s: %s; nothing was '
+                              'recorded' % (db, dest, exc), database=db, dest=dest)
+        raise
+    return dict(backup_id=backup_id, database=db, path=final, bytes=manifest['bytes'],
+                duration_ms=manifest['duration_ms'], manifest=manifest)
+
+
+class _Counter(threading.Thread):
+    """Exact row counts in the exported snapshot while pg_dump runs."""
+
+    def __init__(self, cur, tables):
+        super(_Counter, self).__init__(name='dbdevops-row-counter')
+        self.daemon = True
+        self.cur = cur
+        self.tables = tables
+        self.counts = None
+        self.error = None
+
+    def run(self):
+        try:
+            self.counts = count_rows(self.cur, self.tables)
+        except Exception as exc:  # noqa: BLE001 - re-raised in result()
+            self.error = exc
+
+    def result(self):
+        self.join()
+        if self.error:
+            raise BackupError('counting rows in the backup snapshot failed: %s' % self.error)
+        return self.counts
+
+
+def _dump_failed(db, proc_rc, stderr, why=None):
+    if why is None:
+        if proc_rc is not None and proc_rc < 0:
+            why = 'pg_dump was killed by signal %d' % -proc_rc
+        elif proc_rc:
+            why = 'pg_dump exited with status %d: %s' % (proc_rc, _tools.first_error(stderr))
+        else:
+            why = 'pg_dump reported an error: %s' % _tools.first_error(stderr)
+    if 'No space left on device' in stderr:
+        why += ' (the destination is full)'
+    return BackupError('backup of database "%s" failed: %s; no backup was recorded and earlier '
+                       'backups are untouched' % (db, why), database=db, stderr=stderr[-4000:])
+
+
+def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
+    """Run pg_dump; return (archive relpath, {relpath: (sha256, bytes)})."""
+    fmt = plan['format']
+    argv = [tool.path, '--format=%s' % fmt, '--snapshot=%s' % snapshot, '--no-password']
+    argv += plan['compress_args']
+    opts = plan['options']
+    if opts.lock_wait_timeout:
+        argv.append('--lock-wait-timeout=%s' % opts.lock_wait_timeout)
+    safe = _tools.safe_name(db)
+    if fmt == 'directory':
+        archive = safe + '.dir'
+        argv += ['--jobs=%d' % plan['jobs'], '--file=%s' % os.path.join(tmp, archive)]
+    else:
+        archive = safe + '.dump'
+    with LibpqEnv(params, dbname=db) as env:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=env.environ)
+        stderr_reader = _tools.Reader(proc.stderr)
+        stderr_reader.start()
+        try:
+            if fmt == 'custom':
+                files = {archive: _stream_to_file(proc, os.path.join(tmp, archive))}
+                rc = proc.wait()
+            else:
+                hasher = _tools.TailHasher(os.path.join(tmp, archive))
+                hasher.start()
+                try:
+                    proc.stdout.read()
+                    rc = proc.wait()
+                finally:
+                    files_raw = hasher.finish()
+                files = dict((os.path.join(archive, rel), v) for rel, v in files_raw.items())
+        except BaseException:
+            _tools.kill_process(proc)
+            stderr_reader.text()
+            raise
+        stderr = stderr_reader.text()
+    if rc != 0 or _tools.error_lines(stderr):
+        raise _dump_failed(db, rc, stderr)
+    if fmt == 'directory':
+        # Everything pg_dump wrote must be accounted for, byte for byte.
+        for rel, (_sha, size) in files.items():
+            if os.path.getsize(os.path.join(tmp, rel)) != size:
+                raise _dump_failed(db, rc, stderr, 'file %s changed after it was hashed' % rel)
+    return archive, files
+
+
+def _stream_to_file(proc, path):
+    """Copy pg_dump's stdout to ``path`` while hashing it; returns (sha256, bytes)."""
+    import hashlib
+    fileno = proc.stdout.fileno()
+    try:
+        import fcntl
+        fcntl.fcntl(fileno, F_SETPIPE_SZ, 1024 * 1024)
+    except (ImportError, OSError):
+        pass
+    digest = hashlib.sha256()
+    size = 0
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while True:
+            block = os.read(fileno, _tools.CHUNK)
+            if not block:
+                break
+            digest.update(block)
+            size += len(block)
+            view = memoryview(block)
+            while view:
+                written = os.write(out, view)
+                view = view[written:]
+        os.fsync(out)
+    finally:
+        os.close(out)
+    return digest.hexdigest(), size
+
+
+def _run_pg_dumpall(params, tool, tmp):
+    path = os.path.join(tmp, 'globals.sql')
+    argv = [tool.path, '--globals-only', '--no-password', '--file=%s' % path]
+    with LibpqEnv(params, dbname=params.dbname) as env:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
+    if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+        raise BackupError('pg_dumpall --globals-only failed (exit %d): %s; no backup was recorded'
+                          % (proc.returncode, _tools.first_error(proc.stderr)))
+    return {'globals.sql': _tools.sha256_file(path)}
+
+
+def _read_back(params, tool, archive_path, db):
+    """``pg_restore --list`` must read the archive; returns the number of TOC entries."""
+    proc = subprocess.run([tool.path, '--list', archive_path], stdin=subprocess.DEVNULL,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+        raise BackupError('backup of database "%s" failed: the archive does not read back '
+                          '(pg_restore --list: %s); no backup was recorded'
+                          % (db, _tools.first_error(proc.stderr)), database=db)
+    return len([ln for ln in proc.stdout.splitlines() if ln and not ln.startswith(';')])
+
+
+def _write_manifest(folder, manifest):
+    path = os.path.join(folder, _tools.MANIFEST)
+    data = json.dumps(manifest, indent=2, sort_keys=True).encode('utf-8')
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)

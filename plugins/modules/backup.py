@@ -1,0 +1,298 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup
+short_description: Take PostgreSQL backups you can prove, with a manifest, checksums and retention
+version_added: 0.1.0
+description:
+  - Dumps one, several or all databases with C(pg_dump) in custom or directory
+    format, and the cluster's roles and tablespaces with C(pg_dumpall --globals-only) on request.
+  - Each backup is one folder under O(dest), named after the UTC start time and the database
+    (its backup id). It is written under a temporary C(.partial-*) name and renamed into place
+    only when C(pg_dump) exited 0, printed no error, and the archive reads back with
+    C(pg_restore --list); a failed or interrupted backup never looks like a good one and never
+    touches earlier backups.
+  - Every backup has a C(manifest.json) with the server and C(pg_dump) versions, format,
+    compression, times, size, the SHA-256 of every file, and the exact row count of every table
+    taken in the same snapshot as the dump (an exported snapshot given to C(pg_dump --snapshot)).
+  - Files are mode C(0600), folders C(0700), owned by O(os_owner) when the module runs as root.
+  - The password reaches C(pg_dump) through a C(0600) passfile, never a command line or environment value.
+  - Retention options delete older backups after a successful backup. A backup is kept when any
+    rule keeps it; only complete backups count, and the newest complete backup of each database is
+    never deleted. Interrupted C(.partial-*) folders of dead processes are removed too.
+  - A backup always reports C(changed=true).
+author:
+  - dbdevops maintainers (@dbdevops)
+extends_documentation_fragment:
+  - dbdevops.postgresql.connection
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+    details: Connects and checks everything a backup needs, returns the ids it would create and the backups retention would delete, and writes nothing.
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  dest:
+    description:
+      - The backup root folder. Created (mode C(0700)) when missing.
+    type: path
+    required: true
+  databases:
+    description:
+      - Databases to back up. Empty means the database named by O(db).
+    type: list
+    elements: str
+    default: []
+  all_databases:
+    description:
+      - Back up every database that accepts connections (templates excluded).
+    type: bool
+    default: false
+  format:
+    description:
+      - C(pg_dump) archive format. V(directory) allows parallel dumps with O(jobs).
+    type: str
+    choices: [ custom, directory ]
+    default: custom
+  jobs:
+    description:
+      - Parallel C(pg_dump) workers; more than 1 needs O(format=directory).
+    type: int
+    default: 1
+  compression:
+    description:
+      - Compression method. V(lz4) and V(zstd) need a PostgreSQL 16 or later C(pg_dump); with an
+        older one the module fails saying so.
+    type: str
+    choices: [ gzip, none, lz4, zstd ]
+    default: gzip
+  compression_level:
+    description:
+      - Compression level (gzip and lz4 0-9, zstd 0-22). Default is the method's default.
+    type: int
+  globals:
+    description:
+      - Also dump roles and tablespaces (C(pg_dumpall --globals-only)) into C(globals.sql) of each backup.
+    type: bool
+    default: false
+  count_rows:
+    description:
+      - Count the rows of every table in the dump's snapshot, so a restore can be verified exactly.
+      - Turn off for huge databases where a full count costs too much.
+    type: bool
+    default: true
+  os_owner:
+    description:
+      - OS user that owns the backup files when the module runs as root.
+      - Default C(postgres) when that user exists.
+    type: str
+  pg_bin_dir:
+    description:
+      - Folder holding C(pg_dump) and C(pg_restore). Default is the lowest installed
+        C(/usr/lib/postgresql/N/bin) with N at least the server's major version, else E(PATH).
+    type: path
+  retention_keep_last:
+    description:
+      - Keep the newest N complete backups of each database.
+    type: int
+  retention_keep_days:
+    description:
+      - Keep complete backups younger than N days.
+    type: int
+  retention_keep_daily:
+    description:
+      - Keep the newest backup of each of the last N days that have one.
+    type: int
+  retention_keep_weekly:
+    description:
+      - Keep the newest backup of each of the last N ISO weeks that have one.
+    type: int
+  retention_keep_monthly:
+    description:
+      - Keep the newest backup of each of the last N months that have one.
+    type: int
+notes:
+  - Only the custom and directory formats are supported; both can be restored selectively and in parallel.
+  - Backups run through the client programs on the managed host; the module picks the
+    C(pg_dump) that matches the server (see O(pg_bin_dir)).
+seealso:
+  - module: dbdevops.postgresql.backup_info
+  - module: dbdevops.postgresql.restore
+  - module: dbdevops.postgresql.data_compare
+'''
+
+EXAMPLES = r'''
+- name: Back up the app database, keep a week and at least 3 backups
+  dbdevops.postgresql.backup:
+    db: app
+    dest: /var/backups/postgresql
+    retention_keep_last: 3
+    retention_keep_days: 7
+
+- name: Back up every database in parallel directory format, with roles
+  dbdevops.postgresql.backup:
+    all_databases: true
+    dest: /var/backups/postgresql
+    format: directory
+    jobs: 4
+    globals: true
+    login_host: db1.example.com
+    login_password: "{{ vault_postgres_password }}"
+
+- name: Daily/weekly/monthly tiers
+  dbdevops.postgresql.backup:
+    databases: [app, billing]
+    dest: /var/backups/postgresql
+    retention_keep_daily: 7
+    retention_keep_weekly: 4
+    retention_keep_monthly: 12
+  register: backup
+
+- name: Show where it went
+  ansible.builtin.debug:
+    msg: "{{ backup.backup_id }} at {{ backup.path }}: {{ backup.bytes }} bytes; deleted {{ backup.deleted }}"
+'''
+
+RETURN = r'''
+backup_id:
+  description: Id of the (first) backup taken; in check mode the id it would have.
+  returned: always
+  type: str
+  sample: 20260101T020000Z-app
+path:
+  description: Folder of the (first) backup.
+  returned: always
+  type: str
+  sample: /var/backups/postgresql/20260101T020000Z-app
+bytes:
+  description: Size in bytes of all files of the backups taken (0 in check mode).
+  returned: always
+  type: int
+  sample: 7340032
+duration_ms:
+  description: Wall time of the backups in milliseconds.
+  returned: always
+  type: int
+  sample: 2210
+manifest:
+  description: The manifest of the (first) backup (empty in check mode).
+  returned: always
+  type: dict
+  sample: {"id": "20260101T020000Z-app", "database": "app", "format": "custom", "bytes": 7340032,
+           "files": {"app.dump": {"sha256": "9f86d0...", "bytes": 7339000}},
+           "tables": [{"schema": "public", "name": "orders", "rows": 120000}]}
+backups:
+  description: One entry per database backed up (or that would be).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"backup_id": "20260101T020000Z-app", "database": "app", "path": "/var/backups/postgresql/20260101T020000Z-app",
+            "bytes": 7340032, "duration_ms": 2210}]
+deleted:
+  description: Ids of the backups retention deleted (in check mode, would delete).
+  returned: always
+  type: list
+  elements: str
+  sample: [20251201T020000Z-app]
+partial_removed:
+  description: Interrupted C(.partial-*) folders removed (in check mode, would remove).
+  returned: always
+  type: list
+  elements: str
+  sample: []
+compression_supported:
+  description: Compression methods the C(pg_dump) in use can write.
+  returned: always
+  type: list
+  elements: str
+  sample: [none, gzip]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    ConnParams, connection_argument_spec)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog, engine
+
+RETENTION_KEYS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
+
+
+def argument_spec():
+    spec = connection_argument_spec()
+    spec.update(
+        dest=dict(type='path', required=True),
+        databases=dict(type='list', elements='str', default=[]),
+        all_databases=dict(type='bool', default=False),
+        format=dict(type='str', choices=['custom', 'directory'], default='custom'),
+        jobs=dict(type='int', default=1),
+        compression=dict(type='str', choices=['gzip', 'none', 'lz4', 'zstd'], default='gzip'),
+        compression_level=dict(type='int'),
+        globals=dict(type='bool', default=False),
+        count_rows=dict(type='bool', default=True),
+        os_owner=dict(type='str'),
+        pg_bin_dir=dict(type='path'),
+    )
+    for key in RETENTION_KEYS:
+        spec['retention_' + key] = dict(type='int')
+    return spec
+
+
+def run(module):
+    p = module.params
+    params = ConnParams.from_params(p)
+    policy = catalog.RetentionPolicy(**dict((k, p['retention_' + k]) for k in RETENTION_KEYS))
+    opts = engine.BackupOptions(
+        dest=p['dest'], databases=p['databases'], all_databases=p['all_databases'],
+        format=p['format'], jobs=p['jobs'], compression=p['compression'],
+        compression_level=p['compression_level'], globals_dump=p['globals'],
+        count_rows=p['count_rows'], os_owner=p['os_owner'], pg_bin_dir=p['pg_bin_dir'])
+    plan = engine.plan_backup(params, opts)
+    if module.check_mode:
+        now = _tools.utcnow()
+        would = [dict(backup_id='%s-%s' % (now.strftime('%Y%m%dT%H%M%SZ'), _tools.safe_name(db)),
+                      database=db, path=None, bytes=0, duration_ms=0) for db in plan['databases']]
+        virtual = [dict(backup_id='(new) ' + w['backup_id'], database=w['database'], status='complete',
+                        end=_tools.iso(now), path=None, virtual=True) for w in would]
+        outcome = catalog.apply_retention(plan['dest'], policy, check_mode=True, extra=virtual)
+        first = would[0] if would else {}
+        return dict(changed=True, backup_id=first.get('backup_id', ''), path='', bytes=0,
+                    duration_ms=0, manifest={}, backups=would,
+                    deleted=[d['backup_id'] for d in outcome['deleted']],
+                    partial_removed=outcome['partial_removed'],
+                    compression_supported=plan['supported_compression'])
+    results = engine.run_backup(params, plan)
+    outcome = catalog.apply_retention(plan['dest'], policy)
+    first = results[0]
+    return dict(changed=True, backup_id=first['backup_id'], path=first['path'],
+                bytes=sum(r['bytes'] for r in results),
+                duration_ms=sum(r['duration_ms'] for r in results), manifest=first['manifest'],
+                backups=[dict((k, r[k]) for k in ('backup_id', 'database', 'path', 'bytes', 'duration_ms'))
+                         for r in results],
+                deleted=[d['backup_id'] for d in outcome['deleted']],
+                partial_removed=outcome['partial_removed'],
+                compression_supported=plan['supported_compression'])
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           mutually_exclusive=[('databases', 'all_databases')])
+    try:
+        result = run(module)
+    except DbDevopsError as e:
+        module.fail_json(msg=str(e), **e.details)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,187 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r'''
+module: backup_info
+short_description: List the backups under a backup root, with status, sizes and ages; optionally verify them
+version_added: 0.1.0
+description:
+  - Reads every backup folder under O(dest) written by M(dbdevops.postgresql.backup) or the
+    C(backup) role and reports its status.
+  - V(complete) means the manifest is readable and every file it lists is present with its size.
+  - With O(verify=true), every file is re-hashed with SHA-256 and the archive's table of contents
+    is read with C(pg_restore --list); a backup that passes is V(verified).
+  - V(corrupt) means the manifest is unreadable, a file is missing, or a size, checksum or the
+    table of contents differs; RV(backups[].problems) names each file at fault.
+  - Interrupted or running backups (C(.partial-*) folders) are listed in RV(partial), never as backups.
+  - Needs no database connection. Never changes anything.
+author:
+  - dbdevops maintainers (@dbdevops)
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: none
+  platform:
+    platforms: posix
+options:
+  dest:
+    description:
+      - The backup root folder.
+    type: path
+    required: true
+  database:
+    description:
+      - Only backups of this database.
+    type: str
+  verify:
+    description:
+      - Re-hash every file and read each archive's table of contents.
+    type: bool
+    default: false
+  fail_on_corrupt:
+    description:
+      - Fail when any backup is corrupt (the result is still returned).
+    type: bool
+    default: false
+  pg_bin_dir:
+    description:
+      - Folder holding C(pg_restore), used by O(verify). Default is the newest installed one.
+    type: path
+seealso:
+  - module: dbdevops.postgresql.backup
+  - module: dbdevops.postgresql.restore
+'''
+
+EXAMPLES = r'''
+- name: List backups
+  dbdevops.postgresql.backup_info:
+    dest: /var/backups/postgresql
+  register: info
+
+- name: Verify every backup and fail on damage
+  dbdevops.postgresql.backup_info:
+    dest: /var/backups/postgresql
+    verify: true
+    fail_on_corrupt: true
+'''
+
+RETURN = r'''
+backups:
+  description: Backups, newest first.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    backup_id:
+      description: The backup id (its folder name).
+      type: str
+      sample: 20260101T020000Z-app
+    path:
+      description: The backup folder.
+      type: str
+      sample: /var/backups/postgresql/20260101T020000Z-app
+    status:
+      description: V(complete), V(verified) or V(corrupt).
+      type: str
+      sample: verified
+    problems:
+      description: What is wrong, one entry per file at fault.
+      type: list
+      elements: str
+      sample: ["app.dump: SHA-256 mismatch (file changed or damaged: ...)"]
+    database:
+      description: The database backed up.
+      type: str
+      sample: app
+    bytes:
+      description: Size of all files in bytes.
+      type: int
+      sample: 7340032
+    age_seconds:
+      description: Seconds since the backup ended.
+      type: int
+      sample: 3600
+  sample: [{"backup_id": "20260101T020000Z-app", "status": "verified", "problems": [], "database": "app",
+            "bytes": 7340032, "age_seconds": 3600, "format": "custom", "start": "2026-01-01T02:00:00.000000Z",
+            "end": "2026-01-01T02:00:02.210000Z"}]
+partial:
+  description: Interrupted or running backup folders.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"name": ".partial-20260101T020000Z-app-4242", "pid": 4242, "running": false}]
+count:
+  description: Number of backups listed.
+  returned: always
+  type: int
+  sample: 7
+corrupt:
+  description: Ids of corrupt backups.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+total_bytes:
+  description: Size of all backups listed.
+  returned: always
+  type: int
+  sample: 51380224
+latest:
+  description: Id of the newest good backup per database.
+  returned: always
+  type: dict
+  sample: {"app": "20260101T020000Z-app"}
+'''
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import catalog
+
+
+def run(module):
+    p = module.params
+    pg_restore = os.path.join(p['pg_bin_dir'], 'pg_restore') if p['pg_bin_dir'] else None
+    backups, partial = catalog.list_backups(p['dest'], verify=p['verify'], database=p['database'],
+                                            pg_restore=pg_restore)
+    latest = {}
+    for b in backups:
+        if b['status'] in catalog.GOOD and b.get('database') not in latest:
+            latest[b['database']] = b['backup_id']
+    return dict(changed=False, backups=backups, partial=partial, count=len(backups),
+                corrupt=[b['backup_id'] for b in backups if b['status'] == 'corrupt'],
+                total_bytes=sum(b.get('bytes') or 0 for b in backups), latest=latest)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(dest=dict(type='path', required=True), database=dict(type='str'),
+                           verify=dict(type='bool', default=False),
+                           fail_on_corrupt=dict(type='bool', default=False),
+                           pg_bin_dir=dict(type='path')),
+        supports_check_mode=True)
+    try:
+        result = run(module)
+    except DbDevopsError as e:
+        module.fail_json(msg=str(e), **e.details)
+    if module.params['fail_on_corrupt'] and result['corrupt']:
+        damaged = ['%s (%s)' % (b['backup_id'], '; '.join(b['problems']))
+                   for b in result['backups'] if b['status'] == 'corrupt']
+        module.fail_json(msg='corrupt backups under %s: %s' % (module.params['dest'], '; '.join(damaged)),
+                         **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
