@@ -23,6 +23,12 @@ description:
   - A file whose text contains the line C(-- dbdevops:transaction=off) runs
     outside a transaction, one statement per round trip (for
     C(CREATE INDEX CONCURRENTLY)); a failure names the statement and which ones ran.
+    Any other file must not contain C(BEGIN), C(COMMIT), C(ROLLBACK) or C(END) (savepoints are fine);
+    such a file is refused at plan time, naming file and line.
+  - Repeatable files run after the versioned ones when new or changed, and again on the first
+    upgrade after a downgrade; never in a run that undoes versions.
+  - A failing migration is reported with its file, line and statement; the history keeps the
+    failed attempt and the database stays at the last good version.
   - Checksums (SHA-256 of the file with line endings, trailing whitespace and
     leading/trailing blank lines normalised, placeholders substituted) of applied
     files are validated before anything runs.
@@ -142,6 +148,8 @@ options:
       - Text recorded in the C(applied_by) history column. Default is the login user with the OS user and host.
     type: str
 notes:
+  - A failed task also returns C(file), C(line), C(statement) and C(sqlstate) of the failure, and for a
+    file run outside a transaction C(statements_ran) and C(invalid_indexes).
   - The history table records every attempt (C(success=false) rows for failures) with
     rank, version, description, type, script, checksum, time, user, duration, error and,
     on the last row of a run, the schema fingerprint used by drift detection.
@@ -185,10 +193,31 @@ changed:
   type: bool
   sample: true
 applied:
-  description: What ran, in order, with direction and duration. Empty in check mode.
+  description:
+    - What ran, in the order it ran, with direction and duration. Empty in check mode.
+    - When the task fails, the ones that ran before the failure (they stay applied).
   returned: always
   type: list
   elements: dict
+  contains:
+    version:
+      description: Version of the migration; null for a repeatable.
+      type: str
+    description:
+      description: Description from the file name.
+      type: str
+    script:
+      description: File name.
+      type: str
+    kind:
+      description: C(versioned), C(undo), C(repeatable), C(baseline) or C(repair).
+      type: str
+    direction:
+      description: C(up), C(down) (an undo file), or C(none) (baseline, repair).
+      type: str
+    ms:
+      description: Duration in milliseconds.
+      type: int
   sample: [{version: "2", description: add users, script: V2__add_users.sql, kind: versioned,
             direction: up, ms: 12}]
 current_version:
@@ -213,7 +242,10 @@ pending:
   elements: str
   sample: ["3"]
 lint:
-  description: Lint findings of the planned files (also shown as warnings).
+  description:
+    - Lint findings of the planned files.
+    - Each is also in the standard C(warnings) of the task, with the other warnings of the plan
+      (applied versions whose file is missing, INVALID indexes).
   returned: always
   type: list
   elements: dict

@@ -7,6 +7,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 RUNNER = r'''
 import json, sys
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
@@ -62,12 +64,14 @@ def test_four_runs_at_once_apply_each_migration_exactly_once(pg_db, tmp_path):
     assert hist == [(str(v), 1) for v in range(1, 10)]
 
 
-def test_kill_9_mid_migration_leaves_nothing_partial_and_rerun_finishes(pg_db, tmp_path):
+@pytest.mark.parametrize('tail', ['CREATE TABLE never (id int);\n', ''],
+                         ids=['long statement in the middle', 'long statement last, sent with the history row'])
+def test_kill_9_mid_migration_leaves_nothing_partial_and_rerun_finishes(pg_db, tmp_path, tail):
     pg, db = pg_db
     path = write(tmp_path, {
         'V1__users.sql': 'CREATE TABLE users (id int);',
         'V2__long.sql': 'CREATE TABLE half_done (id int);\nINSERT INTO users VALUES (1);\n'
-                        'SELECT pg_sleep(30);\nCREATE TABLE never (id int);\n',
+                        'SELECT pg_sleep(30);\n' + tail,
     })
     proc = start_runner(pg, db, path)
     deadline = time.time() + 30
@@ -95,7 +99,7 @@ def test_kill_9_mid_migration_leaves_nothing_partial_and_rerun_finishes(pg_db, t
                   dbname=db) == [('1', True)]
 
     write(tmp_path, {'V2__long.sql': 'CREATE TABLE half_done (id int);\nINSERT INTO users VALUES (1);\n'
-                                     'SELECT pg_sleep(0.1);\nCREATE TABLE never (id int);\n'})
+                                     'SELECT pg_sleep(0.1);\n' + tail})
     proc = start_runner(pg, db, path)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, (out, err)

@@ -84,8 +84,11 @@ def test_playbook_rolls_back_to_starting_version_on_failure(pg_db, tmp_path):
     assert info['current_version'] == '2'
 
     os.unlink(os.path.join(path, 'V8__broken.sql'))
-    out = run_playbook(pg, db, path, migrate_rollback_on_failure=True)
+    backups = str(tmp_path / 'backups')
+    out = run_playbook(pg, db, path, migrate_rollback_on_failure=True, migrate_backup_dest=backups)
     assert out.returncode == 0, out.stdout[-3000:]
     stats = custom_stats(out)
     assert stats['failed'] is False and stats['current_version'] == '7'
     assert [a['version'] for a in stats['applied']] == ['3', '4', '5', '6', '7']
+    assert stats['backup_path'] and stats['backup_path'].startswith(backups)      # backup taken first
+    assert os.path.exists(stats['backup_path'])

@@ -352,8 +352,7 @@ def test_bad_folder_nothing_applied(pg_db, tmp_path):
     path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();', 'V1__b.sql': 'CREATE TABLE b ();'})
     with pytest.raises(MigrationFilesError, match='V1__a.sql and V1__b.sql'):
         engine(pg_db, path).migrate()
-    assert tables(pg_db) == ['schema_migrations']
-    assert history(pg_db) == []
+    assert tables(pg_db) == []                  # the folder is read before the database is touched
 
 
 def test_info_reports_everything_and_changes_nothing(pg_db, tmp_path):
@@ -382,3 +381,145 @@ def test_drift_detected_with_readable_difference(pg_db, tmp_path):
     assert any(line.startswith('+ index public.users_email_by_hand') for line in drift['summary'])
     assert any(line.startswith('~ column public.projects.name') and "default: 'x;y'::text -> null" in line
                for line in drift['summary'])
+
+
+# -- where a failure is located when the last statement, the history row and COMMIT share one execute
+
+@pytest.mark.parametrize('text, line, statement, error', [
+    ('SELEC 1;\n', 1, 'SELEC 1', 'syntax error at or near "SELEC"'),                 # position, 1 statement
+    ('\n\nSELECT 1 / 0;\n', 3, 'SELECT 1 / 0', 'division by zero'),                  # no position
+    ('CREATE TABLE t (id int PRIMARY KEY);\nINSERT INTO t VALUES (1);\n'
+     'INSERT INTO t\n  VALUES (1);\n', 3, 'INSERT INTO t VALUES (1)', 'duplicate key value'),  # no position, last
+    ('CREATE TABLE t (id int);\nSELECT nope FROM t;\n', 2, 'SELECT nope FROM t',
+     'column "nope" does not exist'),                                                 # position, last
+    ('CREATE TABLE t (id int);\nSELECT nope FROM t;\nSELECT 1;\n', 2, 'SELECT nope FROM t',
+     'column "nope" does not exist'),                                                 # not the last one
+    ('CREATE TABLE p (id int PRIMARY KEY);\n'
+     'CREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\n'
+     'INSERT INTO c VALUES (7);\n', 3, 'INSERT INTO c VALUES (7)', 'violates foreign key'),  # fails at COMMIT
+])
+def test_failure_names_file_line_statement_whatever_the_error_kind(pg_db, tmp_path, text, line, statement,
+                                                                  error):
+    path = write(tmp_path, dict(USERS, **{'V3__bad.sql': text}))
+    with pytest.raises(MigrationError) as err:
+        engine(pg_db, path).migrate()
+    msg = str(err.value)
+    assert msg.startswith('versioned 3 (V3__bad.sql) failed at V3__bad.sql line %d: ' % line), msg
+    assert error in msg and msg.count('; statement: %s' % statement) == 1, msg
+    assert err.value.details['line'] == line and err.value.details['file'] == 'V3__bad.sql'
+    assert tables(pg_db) == ['projects', 'schema_migrations', 'users']               # all of V3 rolled back
+    assert [(h[1], h[4]) for h in history(pg_db)] == [('1', True), ('2', True), ('3', False)]
+    assert engine(pg_db, path).info()['current_version'] == '2'
+
+
+def test_failed_history_write_is_not_blamed_on_the_statement(pg_db, tmp_path):
+    pg, db = pg_db
+    role = 'no_history_%s' % db
+    rows(pg_db, 'CREATE ROLE %s' % role)
+    try:
+        path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a (id int);\nSET LOCAL ROLE %s;\n' % role})
+        with pytest.raises(MigrationError) as err:
+            engine(pg_db, path).migrate()
+        msg = str(err.value)
+        assert msg.startswith('versioned 1 (V1__a.sql) failed at V1__a.sql: permission denied for table '
+                              'schema_migrations'), msg
+        assert err.value.details['line'] is None and 'statement:' not in msg
+        assert tables(pg_db) == ['schema_migrations']
+        assert [(h[1], h[4]) for h in history(pg_db)] == [('1', False)]
+    finally:
+        rows(pg_db, 'DROP ROLE %s' % role)
+
+
+def test_history_row_records_server_measured_duration(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__slow.sql': 'SELECT pg_sleep(0.3);'})
+    engine(pg_db, path).migrate()
+    (ms,), = rows(pg_db, 'SELECT execution_time_ms FROM schema_migrations')
+    assert 300 <= ms < 5000
+
+
+# -- transaction control inside a transactional file
+
+def test_transaction_commands_in_a_transactional_file_refused_before_anything(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a (id int);',
+                            'V2__b.sql': 'BEGIN;\nCREATE TABLE b (id int);\nCOMMIT;\n'})
+    for run in (lambda: engine(pg_db, path).plan(), lambda: engine(pg_db, path).migrate()):
+        with pytest.raises(DbDevopsError) as err:
+            run()
+        assert str(err.value).startswith('V2__b.sql line 1: BEGIN in a file that runs in a transaction')
+        assert 'dbdevops:transaction=off' in str(err.value)
+    assert 'a' not in tables(pg_db)
+    # savepoints are fine; a transaction=off file may manage its own transactions
+    write(tmp_path, {'V2__b.sql': 'SAVEPOINT s;\nCREATE TABLE b (id int);\nROLLBACK TO SAVEPOINT s;\n'
+                                  'CREATE TABLE b2 (id int);\n',
+                     'V3__c.sql': '-- dbdevops:transaction=off\nBEGIN;\nCREATE TABLE c (id int);\nCOMMIT;\n'})
+    plan = engine(pg_db, path).plan()
+    assert [s.version for s in plan.steps] == ['1', '2', '3'] and 'a' not in tables(pg_db)
+    assert engine(pg_db, path).migrate()['current_version'] == '3'
+    assert tables(pg_db) == ['a', 'b2', 'c', 'schema_migrations']
+    assert engine(pg_db, path).migrate()['changed'] is False
+
+
+# -- repeatables across a downgrade / upgrade cycle
+
+def test_repeatable_reapplied_on_the_upgrade_after_a_downgrade(pg_db, tmp_path):
+    files = dict(USERS)
+    files['U1__create_users.sql'] = 'DROP TABLE users CASCADE;\n'     # takes the view with it
+    files['R__views.sql'] = 'CREATE OR REPLACE VIEW user_emails AS SELECT email FROM users;'
+    path = write(tmp_path, files)
+    engine(pg_db, path).migrate()
+    assert 'user_emails' in views(pg_db)
+
+    down = engine(pg_db, path, target='0', allow_downgrade=True)
+    assert [(s.kind, s.version) for s in down.plan().steps] == [('undo', '2'), ('undo', '1')]
+    down.migrate()
+    assert views(pg_db) == [] and tables(pg_db) == ['schema_migrations']
+    # the downgrade run again: unchanged, and the repeatable is not run against a database without users
+    assert engine(pg_db, path, target='0', allow_downgrade=True).migrate()['changed'] is False
+    info = engine(pg_db, path).info()
+    assert info['pending'] == ['1', '2'] and info['pending_repeatables'] == ['R__views.sql']
+
+    plan = engine(pg_db, path).plan()                                     # check mode: the exact plan
+    assert [(s.kind, s.script) for s in plan.steps] == [
+        ('versioned', 'V1__create_users.sql'), ('versioned', 'V2__create_projects.sql'),
+        ('repeatable', 'R__views.sql')]
+    assert plan.steps[-1].note == 're-applied after a downgrade (undo since it last ran)'
+    assert views(pg_db) == []
+    result = engine(pg_db, path).migrate()
+    assert [a['script'] for a in result['applied']][-1] == 'R__views.sql'
+    assert 'user_emails' in views(pg_db)
+    assert engine(pg_db, path).migrate()['changed'] is False
+    assert engine(pg_db, path).info()['pending_repeatables'] == []
+
+
+def views(pg_db):
+    return sorted(r[0] for r in rows(pg_db, "SELECT viewname FROM pg_views WHERE schemaname = 'public'"))
+
+
+# -- drift after a run that failed half way
+
+def test_no_false_drift_after_a_run_that_failed_half_way(pg_db, tmp_path):
+    path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a (id int);'})
+    engine(pg_db, path).migrate()
+    write(tmp_path, {'V2__b.sql': 'CREATE TABLE b (id int);', 'V3__bad.sql': 'SELECT 1 / 0;'})
+    with pytest.raises(MigrationError):
+        engine(pg_db, path).migrate()
+    drift = engine(pg_db, path).info()['drift']
+    assert drift['checked'] and drift['drifted'] is False and drift['since_version'] == '2', drift
+    rows(pg_db, 'CREATE TABLE by_hand (id int)')
+    assert engine(pg_db, path).info()['drift']['summary'] == ['+ column public.by_hand.id (integer)',
+                                                              '+ table public.by_hand']
+
+
+def test_history_read_does_not_fetch_stored_fingerprints(pg_db, tmp_path):
+    path = write(tmp_path, USERS)
+    eng = engine(pg_db, path)
+    eng.migrate()
+    pg, db = pg_db
+    conn = pg.connect(db)
+    try:
+        hist, exists = eng.read_history(conn)
+        assert exists and all('fingerprint' not in r for r in hist.rows)
+        assert [r['has_fingerprint'] for r in hist.rows] == [False, True]
+        assert 'table public.users' in eng.fingerprint_of(conn, 2)
+    finally:
+        conn.close()

@@ -213,3 +213,79 @@ def test_ansible_runs_the_module_end_to_end(pg_db, tmp_path):
     out = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          universal_newlines=True, timeout=120)
     assert out.stdout.startswith('localhost | SUCCESS')
+
+
+def _bad_folder(tmp_path, files, extra=None):
+    path = write(tmp_path, files)
+    if extra:
+        extra(tmp_path)
+    return path
+
+
+BAD_INPUT = {
+    'missing folder': (lambda tmp: str(tmp / 'nope'), None,
+                       'migrations folder %(tmp)s/nope does not exist; check the path option'),
+    'duplicate versions': (lambda tmp: write(tmp, dict(FILES, **{'V2.0__again.sql': 'SELECT 1;'})), None,
+                           'two files for one version: V2.0__again.sql and V2__users_email.sql'),
+    'bad names': (lambda tmp: write(tmp, dict(FILES, **{'V3_add_thing.sql': 'SELECT 1;',
+                                                        'add_other.sql': 'SELECT 1;'})), None,
+                  'misnamed migration files (expected V<version>__<description>.sql'),
+    'unreadable file': (lambda tmp: _bad_folder(tmp, FILES, lambda t: os.mkfifo(str(t / 'V3__fifo.sql'))),
+                        None, 'unreadable migration files: V3__fifo.sql (not a regular file)'),
+    'file not UTF-8': (lambda tmp: _bad_folder(tmp, FILES, lambda t: open(str(t / 'V3__x.sql'), 'wb').write(
+        b'SELECT \xff;')), None, 'V3__x.sql (not UTF-8 at byte 7)'),
+    'wrong password': (lambda tmp: write(tmp, FILES), dict(password='wrong'),
+                       'password authentication failed; check login_user and login_password'),
+    'server down': (lambda tmp: write(tmp, FILES), 'down',
+                    'the server refused the connection (not running, or not listening there)'),
+}
+
+
+@pytest.mark.parametrize('name', sorted(BAD_INPUT))
+@pytest.mark.parametrize('check', [True, False], ids=['check', 'run'])
+def test_bad_input_clear_message_no_traceback_nothing_applied(pg_db, tmp_path, name, check):
+    pg, db = pg_db
+    make, conn, expected = BAD_INPUT[name]
+    path = make(tmp_path)
+    if conn == 'down':
+        args = dict(login_host='127.0.0.1', login_port=free_port(), db=db, path=path)
+    else:
+        args = dict(pg.conn_params(db, **(conn or {})), path=path)
+    for module in (migrate, migration_info):
+        result, failed = run(module, args, check=check)
+        assert failed, result
+        assert expected % dict(tmp=tmp_path) in result['msg'], result['msg']
+        assert 'Traceback' not in result['msg'] and '\n' not in result['msg']
+        assert 'wrong' not in result['msg'] and 'harness-superuser-secret' not in result['msg']
+    assert tables(pg, db) == []                                     # not even the history table
+
+
+def test_migration_info_reports_failed_migrations_without_failing(pg_db, tmp_path):
+    pg, db = pg_db
+    args = dict(pg.conn_params(db), path=write(tmp_path, dict(FILES, **{'V3__bad.sql': 'SELECT 1 / 0;'})))
+    result, failed = run(migrate, args)
+    assert failed and result['line'] == 1
+    result, failed = run(migration_info, args)
+    assert not failed and result['changed'] is False
+    assert 'failed' not in result                    # a truthy "failed" key would fail the task
+    assert [(f['script'], f['success']) for f in result['failed_migrations']] == [('V3__bad.sql', False)]
+    assert 'V3__bad.sql line 1: division by zero' in result['failed_migrations'][0]['error_message']
+    assert result['current_version'] == '2' and result['pending'] == ['3']
+
+
+def test_migrate_diff_mode_shows_version_and_sql_for_a_downgrade(pg_db, tmp_path):
+    pg, db = pg_db
+    args = dict(pg.conn_params(db), path=write(tmp_path, FILES))
+    run(migrate, args)
+    down = dict(args, target='1', allow_downgrade=True)
+    result, failed = run(migrate, down, check=True, diff=True)
+    assert not failed and result['changed'] is True and result['applied'] == []
+    assert result['diff']['before'] == 'version: 2\n'
+    assert result['diff']['after'] == 'version: 1\n-- down U2__users_email.sql\nDROP INDEX users_email;\n'
+    assert result['queries'] == ['DROP INDEX users_email;\n']
+    assert pg.sql("SELECT to_regclass('users_email') IS NOT NULL", dbname=db) == [(True,)]
+    result, failed = run(migrate, down, diff=True)
+    assert [(a['version'], a['direction']) for a in result['applied']] == [('2', 'down')]
+    assert result['diff']['after'].startswith('version: 1\n')
+    result, failed = run(migrate, down, diff=True)
+    assert result['changed'] is False and 'diff' not in result

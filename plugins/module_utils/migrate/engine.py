@@ -155,6 +155,8 @@ class History(object):
         self.applied = {}          # key -> row dict (latest successful versioned/repair)
         self.baseline = None       # key
         self.repeatables = {}      # description -> checksum
+        self.repeatable_rank = {}  # description -> rank of its last successful run
+        self.last_undo_rank = 0    # rank of the last successful undo
         self.failed = {}           # key or script -> failed row not followed by a success
         self.max_rank = 0
         for row in rows:
@@ -172,8 +174,24 @@ class History(object):
                 self.applied[key] = row
             elif kind == 'undo':
                 self.applied.pop(key, None)
+                self.last_undo_rank = row['installed_rank']
             elif kind == 'repeatable':
                 self.repeatables[row['description']] = row['checksum']
+                self.repeatable_rank[row['description']] = row['installed_rank']
+
+    def repeatable_due(self, mfile, upgrading):
+        """Why a repeatable file runs in this plan, or None.
+
+        It runs when it is new or its checksum changed, and also when the plan
+        applies versioned migrations after an undo that came after its last run
+        (a downgrade may have dropped what it created; the upgrade recreates it).
+        """
+        desc = mfile.description
+        if self.repeatables.get(desc) != mfile.checksum:
+            return 'new' if desc not in self.repeatables else 'checksum changed'
+        if upgrading and self.last_undo_rank > self.repeatable_rank.get(desc, 0):
+            return 're-applied after a downgrade (undo since it last ran)'
+        return None
 
     def is_applied(self, key):
         return key in self.applied or (self.baseline is not None and key <= self.baseline)
@@ -186,14 +204,13 @@ class History(object):
 
     def last_fingerprint(self):
         for row in reversed(self.rows):
-            if row['success'] and row.get('fingerprint'):
+            if row['success'] and row.get('has_fingerprint'):
                 return row
         return None
 
 
 _HISTORY_COLUMNS = ('installed_rank', 'version', 'description', 'type', 'script', 'checksum',
-                    'applied_at', 'applied_by', 'execution_time_ms', 'success', 'error_message',
-                    'fingerprint')
+                    'applied_at', 'applied_by', 'execution_time_ms', 'success', 'error_message')
 
 
 def lock_key(schema, table):
@@ -209,6 +226,7 @@ class Migrator(object):
         self.table = pgsql.Identifier(options.history_schema, options.history_table) if pgsql else None
         self._files = None
         self._insert = None
+        self._record_head = None
 
     # -- files and history
     def files(self):
@@ -225,10 +243,25 @@ class Migrator(object):
         with conn.cursor() as cur:
             if not self._history_exists(cur):
                 return History([]), False
-            cur.execute(pgsql.SQL('SELECT {} FROM {} ORDER BY installed_rank').format(
-                pgsql.SQL(', ').join(pgsql.Identifier(c) for c in _HISTORY_COLUMNS), self.table))
-            rows = [dict(zip(_HISTORY_COLUMNS, r)) for r in cur.fetchall()]
+            # the fingerprints (large JSON, one per run) are not read here: only whether a row
+            # has one; fingerprint_of() fetches the one drift detection needs
+            # applied_at as text: reported as text anyway, and parsing 2000 timestamps is slow
+            cur.execute(pgsql.SQL('SELECT {}, fingerprint IS NOT NULL FROM {} ORDER BY installed_rank').format(
+                pgsql.SQL(', ').join(pgsql.SQL('{}::text').format(pgsql.Identifier(c)) if c == 'applied_at'
+                                     else pgsql.Identifier(c) for c in _HISTORY_COLUMNS), self.table))
+            rows = []
+            for r in cur.fetchall():
+                row = dict(zip(_HISTORY_COLUMNS, r))
+                row['has_fingerprint'] = r[-1]
+                rows.append(row)
         return History(rows), True
+
+    def fingerprint_of(self, conn, rank):
+        with conn.cursor() as cur:
+            cur.execute(pgsql.SQL('SELECT fingerprint FROM {} WHERE installed_rank = %s').format(self.table),
+                        (rank,))
+            row = cur.fetchone()
+        return fpmod.loads(row[0]) if row else None
 
     def ensure_history(self, conn):
         with conn.cursor() as cur:
@@ -257,6 +290,7 @@ class Migrator(object):
     # -- plan
     def plan(self, conn=None):
         """The plan against the database as it is now; reads only."""
+        self.files()
         own = conn is None
         if own:
             conn = connect(self.params, autocommit=True, application_name='dbdevops-migrate')
@@ -372,10 +406,14 @@ class Migrator(object):
             if target is None or k <= target:
                 plan.steps.append(Step('versioned', 'up', files.versioned[k]))
         if not downs:
+            # repeatables never run in a plan that undoes versions (they may use what the
+            # undo removes); after a downgrade they run again with the next upgrade
+            upgrading = any(s.kind == 'versioned' for s in plan.steps)
             for desc in sorted(files.repeatable):
                 rfile = files.repeatable[desc]
-                if history.repeatables.get(desc) != rfile.checksum:
-                    plan.steps.append(Step('repeatable', 'up', rfile))
+                why = history.repeatable_due(rfile, upgrading)
+                if why:
+                    plan.steps.append(Step('repeatable', 'up', rfile, note=why))
         will_apply = set(s.file.key for s in plan.steps if s.kind == 'versioned')
         plan.pending_after = [mfiles.version_text(k) for k in pending_all if k not in will_apply]
 
@@ -429,6 +467,7 @@ class Migrator(object):
     # -- apply
     def migrate(self):
         """Take the lock, plan under it, apply; returns a result dict."""
+        self.files()        # a bad folder fails before anything touches the database
         lock_conn = connect(self.params, autocommit=True, application_name='dbdevops-migrate-lock')
         try:
             waited = self._acquire_lock(lock_conn)
@@ -438,7 +477,7 @@ class Migrator(object):
                 created = self.ensure_history(conn)
                 history = self.read_history(conn)[0]
                 plan = self.build_plan(history, catalog_conn=conn)
-                result = self.execute(conn, plan)
+                result = self.execute(conn, plan, history)
                 result['history_created'] = created
                 result['lock_wait_s'] = round(waited, 3)
                 return result
@@ -493,33 +532,41 @@ class Migrator(object):
             osuser = 'unknown'
         return '%s (%s@%s)' % (self.params.login_user, osuser, socket.gethostname())
 
-    def execute(self, conn, plan):
+    def execute(self, conn, plan, history=None):
+        """Run the steps of ``plan`` in order; ``history`` is what the plan was built from."""
         applied = []
         actor = self._actor(conn)
         rank = plan.next_rank
         last_rank = None
-        for step in plan.steps:
-            started = time.time()
-            if step.kind in ('baseline', 'repair'):
-                with conn.cursor() as cur:
-                    cur.execute(self._insert_sql(), self._row(rank, step, actor, 0, True,
-                                                              step.note))
-            elif step.transactional:
-                self._run_transactional(conn, step, rank, actor, applied)
-            else:
-                self._run_autocommit(conn, step, rank, actor, applied)
-            ms = int((time.time() - started) * 1000)
-            last_rank = rank
-            rank += 1
-            applied.append(dict(version=step.version, description=step.description,
-                                script=step.script, kind=step.kind, direction=step.direction,
-                                ms=ms))
-        if last_rank is not None and self.opts.record_fingerprint:
-            fp = fpmod.take(conn, exclude_tables=[(self.opts.history_schema, self.opts.history_table)])
-            with conn.cursor() as cur:
-                cur.execute(pgsql.SQL('UPDATE {} SET fingerprint = %s WHERE installed_rank = %s')
-                            .format(self.table), (fpmod.dumps(fp), last_rank))
-        history = self.read_history(conn)[0]
+        finished = False
+        try:
+            for step in plan.steps:
+                started = time.time()
+                if step.kind in ('baseline', 'repair'):
+                    with conn.cursor() as cur:
+                        cur.execute(self._insert_sql(), self._row(rank, step, actor, 0, True,
+                                                                  step.note))
+                elif step.transactional:
+                    self._run_transactional(conn, step, rank, actor, applied)
+                else:
+                    self._run_autocommit(conn, step, rank, actor, applied)
+                ms = int((time.time() - started) * 1000)
+                last_rank = rank
+                rank += 1
+                applied.append(dict(version=step.version, description=step.description,
+                                    script=step.script, kind=step.kind, direction=step.direction,
+                                    ms=ms))
+            finished = True
+        finally:
+            # also after a failure: what did apply is the schema drift detection starts from
+            if last_rank is not None and self.opts.record_fingerprint:
+                try:
+                    self._store_fingerprint(conn, last_rank)
+                except psycopg2.Error:
+                    if finished:
+                        raise
+        if applied or history is None:
+            history = self.read_history(conn)[0]
         files = self.files()
         return dict(changed=bool(applied), applied=applied,
                     current_version=_vt(history.current()),
@@ -529,6 +576,14 @@ class Migrator(object):
                              if not history.is_applied(k)],
                     warnings=list(plan.warnings), lint=[f.to_dict() for f in plan.lint],
                     plan=plan.to_dict())
+
+    def _store_fingerprint(self, conn, rank):
+        if conn.status != psycopg2.extensions.STATUS_READY:
+            conn.rollback()
+        fp = fpmod.take(conn, exclude_tables=[(self.opts.history_schema, self.opts.history_table)])
+        with conn.cursor() as cur:
+            cur.execute(pgsql.SQL('UPDATE {} SET fingerprint = %s WHERE installed_rank = %s')
+                        .format(self.table), (fpmod.dumps(fp), rank))
 
     def _insert_sql(self):
         if self._insert is None:
@@ -555,9 +610,34 @@ class Migrator(object):
         except psycopg2.Error:
             pass    # the server may be gone; the error below still tells the user
 
+    def _record_sql(self, cur, rank, step, actor):
+        """The history INSERT as text, its duration measured by the server since BEGIN."""
+        if self._record_head is None:
+            self._record_head = pgsql.SQL(
+                'INSERT INTO {} (installed_rank, version, description, type, script, checksum, '
+                'applied_by, execution_time_ms, success) VALUES (').format(self.table).as_string(cur)
+        values = cur.mogrify('%s, %s, %s, %s, %s, %s, %s', (
+            rank, step.version, step.description or step.script, step.kind, step.script,
+            step.checksum, actor))
+        if not isinstance(values, str):
+            values = values.decode(psycopg2.extensions.encodings[cur.connection.encoding])
+        return (self._record_head + values + ', (pg_catalog.date_part(\'epoch\', pg_catalog.clock_timestamp()'
+                ' - pg_catalog.now()) * 1000)::integer, true)')
+
     def _run_transactional(self, conn, step, rank, actor, applied):
+        """One transaction: the file's statements, then its history row, then COMMIT.
+
+        Every statement but the last is its own execute (BEGIN rides along with the
+        first), so a failure there names its statement for certain.  The last one is
+        sent together with the history INSERT and the COMMIT: a one-statement file
+        costs one round trip.  A failure in that last execute is placed by the
+        error's position when the server gives one, else it is the statement's
+        unless the error is about the history table (then it is the history write).
+        """
         statements = step.file.statements
         attempt = 0
+        with conn.cursor() as cur:
+            record = self._record_sql(cur, rank, step, actor)
         while True:
             started = time.time()
             ran = 0
@@ -566,16 +646,17 @@ class Migrator(object):
                 with conn.cursor() as cur:
                     # BEGIN rides along with the first statement: one round trip fewer
                     begin = 'BEGIN;\n'
-                    for stmt in statements:
+                    for stmt in statements[:-1]:
                         cur.execute(begin + stmt.text)
                         begin = ''
                         ran += 1
-                    if begin:
-                        cur.execute('BEGIN')
-                    ms = int((time.time() - started) * 1000)
-                    stmt = None
-                    cur.execute(self._insert_sql() + pgsql.SQL('; COMMIT'),
-                                self._row(rank, step, actor, ms, True, None))
+                    stmt = statements[-1] if statements else None
+                    head = begin + (stmt.text + '\n;\n' if stmt is not None else '')
+                    try:
+                        cur.execute(head + record + ';\nCOMMIT')
+                    except psycopg2.Error as exc:
+                        stmt = self._locate_last(exc, stmt, len(begin), len(head))
+                        raise
                 return
             except psycopg2.Error as exc:
                 _rollback(conn)
@@ -587,6 +668,27 @@ class Migrator(object):
                                                 transactional=True, attempts=attempt + 1)
                 self._record_failure(conn, rank, step, actor, started, message)
                 raise MigrationError(message, **self._failure_details(step, stmt, exc, applied, ran))
+
+    def _locate_last(self, exc, stmt, stmt_start, stmt_end):
+        """The statement that failed in ``<last statement>; INSERT ...; COMMIT``, or None."""
+        if stmt is None:
+            return None
+        diag = getattr(exc, 'diag', None)
+        position = getattr(diag, 'statement_position', None) if diag else None
+        if position:
+            try:
+                offset = int(position) - 1
+            except ValueError:
+                offset = None
+            if offset is not None:
+                return stmt if stmt_start <= offset < stmt_end else None
+        if getattr(diag, 'table_name', None) == self.opts.history_table and \
+                getattr(diag, 'schema_name', None) in (None, self.opts.history_schema):
+            return None
+        primary = getattr(diag, 'message_primary', None) or ''
+        if re.search(r'(^|[^A-Za-z0-9_$])%s($|[^A-Za-z0-9_$])' % re.escape(self.opts.history_table), primary):
+            return None
+        return stmt
 
     def _run_autocommit(self, conn, step, rank, actor, applied):
         statements = step.file.statements
@@ -650,6 +752,7 @@ class Migrator(object):
 
     # -- info
     def info(self):
+        self.files()
         conn = connect(self.params, autocommit=True, application_name='dbdevops-migration-info')
         try:
             history, exists = self.read_history(conn)
@@ -667,13 +770,13 @@ class Migrator(object):
             pending = [k for k in files.versions() if not history.is_applied(k)]
             out_of_order = [mfiles.version_text(k) for k in pending if current is not None and k < current]
             repeatable_pending = [f.script for d, f in sorted(files.repeatable.items())
-                                  if history.repeatables.get(d) != f.checksum]
+                                  if history.repeatable_due(f, upgrading=bool(pending))]
             drift = dict(checked=False, drifted=False, differences=[], since_version=None)
             fp_row = history.last_fingerprint()
             if fp_row is not None:
                 live = fpmod.take(conn, exclude_tables=[(self.opts.history_schema,
                                                          self.opts.history_table)])
-                recorded = fpmod.loads(fp_row['fingerprint'])
+                recorded = self.fingerprint_of(conn, fp_row['installed_rank'])
                 diffs = fpmod.compare(recorded, live)
                 drift = dict(checked=True, drifted=bool(diffs), differences=diffs,
                              summary=fpmod.format_differences(diffs),
@@ -698,7 +801,7 @@ class Migrator(object):
 
 
 def _row_summary(row):
-    out = dict((k, row[k]) for k in _HISTORY_COLUMNS if k != 'fingerprint')
+    out = dict((k, row[k]) for k in _HISTORY_COLUMNS)
     out['applied_at'] = str(row['applied_at'])
     return out
 

@@ -53,7 +53,7 @@ class MigrationFilesError(DbDevopsError):
 
 def version_key(text):
     """``'1.2.0'`` -> ``(1, 2)``: numeric parts, trailing zero parts dropped."""
-    parts = [int(p) for p in re.split(r'[._]', str(text).strip())]
+    parts = [int(p) for p in str(text).strip().replace('_', '.').split('.')]
     while len(parts) > 1 and parts[-1] == 0:
         parts.pop()
     return tuple(parts)
@@ -127,7 +127,10 @@ class MigrationFile(object):
     def statements(self):
         """The statements, split lazily (a syntax problem surfaces at plan time)."""
         if self._statements is None:
-            self._statements = _sqlsplit.split(self.sql, self.script)
+            statements = _sqlsplit.split(self.sql, self.script)
+            if self.transactional:
+                _refuse_transaction_control(statements, self.script)
+            self._statements = statements
         return self._statements
 
     def to_dict(self):
@@ -138,8 +141,33 @@ class MigrationFile(object):
         return 'MigrationFile(%s %s)' % (self.kind, self.script)
 
 
+_TX_CONTROL = re.compile(r'(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|PREPARE\s+TRANSACTION)\b'
+                         r'(?!\s+(?:TO\b|PREPARED\b))', re.I)
+
+
+def _refuse_transaction_control(statements, script):
+    """A transactional file must not end or start transactions itself.
+
+    The engine wraps the file and its history row in one transaction; a COMMIT in
+    the file would commit half of the migration without its history row.
+    ``ROLLBACK TO [SAVEPOINT]`` and savepoints are fine.
+    """
+    for stmt in statements:
+        match = _TX_CONTROL.match(stmt.text)
+        if match:
+            raise MigrationFilesError(
+                '%s line %d: %s in a file that runs in a transaction: the engine wraps each file '
+                'in one transaction together with its history row, so this would commit or abort '
+                'part of the migration; remove the transaction commands from the file, or put '
+                '"-- dbdevops:transaction=off" in it to manage transactions yourself'
+                % (script, stmt.line, ' '.join(match.group(1).upper().split())),
+                file=script, line=stmt.line, statement=stmt.text)
+
+
 def _directives(text, script):
     found = {}
+    if 'dbdevops:' not in text:
+        return found
     for match in _DIRECTIVE.finditer(text):
         name, value = match.group(1).lower(), match.group(2).lower().strip()
         line = text.count('\n', 0, match.start()) + 1
@@ -194,6 +222,20 @@ class MigrationSet(object):
                 + [self.repeatable[d] for d in sorted(self.repeatable)])
 
 
+def _read(path):
+    """The bytes of a file: os.read is about twice as fast as open() for small files."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                return b''.join(chunks)
+            chunks.append(chunk)
+    finally:
+        os.close(fd)
+
+
 def discover(path, placeholders=None):
     """Read every migration file of ``path`` (not recursive); errors name the files."""
     placeholders = dict(placeholders or {})
@@ -204,27 +246,30 @@ def discover(path, placeholders=None):
         raise MigrationFilesError('migrations folder %s %s; check the path option' % (path, what),
                                   path=path)
     try:
-        names = sorted(os.listdir(path))
+        # scandir: the entry type comes with the listing, no stat() per file
+        with os.scandir(path) as listing:
+            dirents = sorted((e.name, e) for e in listing if e.name.lower().endswith('.sql'))
     except OSError as exc:
         raise MigrationFilesError('cannot list migrations folder %s: %s' % (path, exc.strerror),
                                   path=path)
     misnamed, unreadable, entries = [], [], []
-    for name in names:
-        if not name.lower().endswith('.sql'):
-            continue
-        full = os.path.join(path, name)
+    for name, dirent in dirents:
+        full = dirent.path
         parsed = classify(name)
         if parsed is None:
             misnamed.append(name)
             continue
-        if not os.path.isfile(full):
+        try:
+            regular = dirent.is_file()
+        except OSError:
+            regular = False
+        if not regular:
             why = ('a dangling symbolic link' if os.path.islink(full) and not os.path.exists(full)
                    else 'not a regular file')
             unreadable.append('%s (%s)' % (name, why))
             continue
         try:
-            with open(full, 'rb') as handle:
-                raw = handle.read()
+            raw = _read(full)
         except (IOError, OSError) as exc:
             unreadable.append('%s (%s)' % (name, exc.strerror or exc))
             continue

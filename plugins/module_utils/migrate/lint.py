@@ -68,6 +68,26 @@ def walk(node):
             stack.extend(item)
 
 
+def statement_nodes(tree):
+    """Yield ``(node_name, fields)`` for each statement of a parse tree.
+
+    Every rule is about a statement node (CREATE TABLE, CREATE INDEX, ALTER TABLE,
+    DROP, SET), and those only occur at the top level or as elements of
+    ``CREATE SCHEMA ... CREATE TABLE ...``, so this is all the lint walks: much
+    cheaper than every node of the tree, and the same with pglast 5 and 8.
+    """
+    stack = [entry.get('stmt') for entry in reversed(tree.get('stmts') or [])]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, dict):
+            continue
+        for name, fields in item.items():
+            if isinstance(fields, dict):
+                yield name, fields
+                if name == 'CreateSchemaStmt':
+                    stack.extend(reversed(fields.get('schemaElts') or []))
+
+
 def _strings(nodes):
     out = []
     for item in nodes or []:
@@ -131,7 +151,7 @@ def lint_steps(steps, catalog=None, lock_timeout=None):
                 file_findings.append(Finding('parse-error', mfile.script, stmt.line,
                                              'cannot parse: %s' % exc, stmt.short()))
                 continue
-            for name, node in walk(tree):
+            for name, node in statement_nodes(tree):
                 if name == 'VariableSetStmt' and node.get('name') == 'lock_timeout':
                     sets_lock_timeout = True
                 for rule, message in _check(name, node, catalog, created):
