@@ -146,8 +146,8 @@ def main():
                              ratio_nolint=med([e / p for e, p in zip(nolint, psql)]),
                              ratio_range=(min(e / p for e, p in zip(engine, psql)),
                                           max(e / p for e, p in zip(engine, psql)))))
-            print('N=%d done: psql %s; engine %s' % (n, ' '.join('%.2f' % x for x in psql),
-                                                       ' '.join('%.2f' % x for x in engine)), file=sys.stderr)
+            print('N=%d done: psql %s; engine %s' % (
+                n, ' '.join('%.2f' % x for x in psql), ' '.join('%.2f' % x for x in engine)), file=sys.stderr)
     print('\n%d repetitions per size, medians:\n' % args.repeat)
     print('| migrations | psql, 1 session (s) | engine (s) | ratio (min-max) | engine, lint off (s) | ratio '
           '| nothing pending (s) | engine ms/migration |')

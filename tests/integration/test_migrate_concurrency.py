@@ -49,7 +49,7 @@ def test_four_runs_at_once_apply_each_migration_exactly_once(pg_db, tmp_path):
     files['V9__index.sql'] = ('-- dbdevops:transaction=off\n'
                               'CREATE INDEX CONCURRENTLY t1_id_idx ON t1 (id);\n')
     path = write(tmp_path, files)
-    procs = [start_runner(pg, db, path) for _ in range(4)]
+    procs = [start_runner(pg, db, path) for dummy in range(4)]
     outputs = []
     for proc in procs:
         out, err = proc.communicate(timeout=120)

@@ -53,7 +53,7 @@ def run_playbook(pg, db, path, **extra):
                ANSIBLE_SHOW_CUSTOM_STATS='1')
     return subprocess.run(['ansible-playbook', os.path.join(ROOT, 'playbooks', 'migrate.yml'),
                            '-e', json.dumps(variables)], env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300)
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=300, check=False)
 
 
 def custom_stats(out):

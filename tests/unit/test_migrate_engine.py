@@ -398,8 +398,8 @@ def test_drift_detected_with_readable_difference(pg_db, tmp_path):
      'CREATE TABLE c (p int REFERENCES p DEFERRABLE INITIALLY DEFERRED);\n'
      'INSERT INTO c VALUES (7);\n', 3, 'INSERT INTO c VALUES (7)', 'violates foreign key'),  # fails at COMMIT
 ])
-def test_failure_names_file_line_statement_whatever_the_error_kind(pg_db, tmp_path, text, line, statement,
-                                                                  error):
+def test_failure_names_file_line_statement_whatever_the_error_kind(
+        pg_db, tmp_path, text, line, statement, error):
     path = write(tmp_path, dict(USERS, **{'V3__bad.sql': text}))
     with pytest.raises(MigrationError) as err:
         engine(pg_db, path).migrate()

@@ -98,4 +98,4 @@ def test_lint_without_pglast_is_a_clear_warning(pg_db, tmp_path, monkeypatch):
 
 def test_lint_walks_json_tree_generically():
     tree = {'stmts': [{'stmt': {'IndexStmt': {'relation': {'relname': 't'}}}}]}
-    assert [n for n, _ in mlint.walk(tree)] == ['IndexStmt']
+    assert [n for n, dummy in mlint.walk(tree)] == ['IndexStmt']

@@ -152,7 +152,7 @@ def test_migration_info_and_drift(pg_db, tmp_path):
     assert not failed and result['changed'] is False and result['pending'] == ['1', '2']
     assert result['history_exists'] is False and tables(pg, db) == []
     run(migrate, dict(args, target='1'))
-    result, _ = run(migration_info, args)
+    result, dummy = run(migration_info, args)
     assert result['current_version'] == '1' and result['pending'] == ['2']
     assert result['drift']['drifted'] is False
     pg.sql('ALTER TABLE users ADD COLUMN by_hand int', dbname=db)
@@ -177,7 +177,7 @@ def test_schema_diff_writes_sync_script(pg, pg_db, tmp_path):
         assert result['changed'] and os.path.exists(dest)
         assert run(schema_diff, args)[0]['changed'] is False
         pg.sql(open(dest).read(), dbname=other)
-        result, _ = run(schema_diff, args)
+        result, dummy = run(schema_diff, args)
         assert result['identical'] is True and result['changed'] is True   # new, empty script
     finally:
         pg.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % other)
@@ -203,15 +203,15 @@ def test_ansible_runs_the_module_end_to_end(pg_db, tmp_path):
     if not os.environ.get('ANSIBLE_COLLECTIONS_PATH'):
         pytest.skip('ANSIBLE_COLLECTIONS_PATH not set: source scripts/bootstrap.sh dev')
     out = subprocess.run(argv + ['--check'], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=120)
+                         universal_newlines=True, timeout=120, check=False)
     res = json.loads(out.stdout.split(' => ', 1)[1])
     assert res['changed'] is True and tables(pg, db) == [], out.stderr
     out = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=120)
+                         universal_newlines=True, timeout=120, check=False)
     res = json.loads(out.stdout.split(' => ', 1)[1])
     assert res['changed'] is True and res['current_version'] == '2', out.stderr
     out = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         universal_newlines=True, timeout=120)
+                         universal_newlines=True, timeout=120, check=False)
     assert out.stdout.startswith('localhost | SUCCESS')
 
 

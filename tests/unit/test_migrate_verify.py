@@ -67,8 +67,8 @@ def test_scaffold_new_migration_is_idempotent(tmp_path):
     assert plan['changed'] and plan['version'] == '20260102030405'
     assert os.listdir(str(tmp_path)) == []                              # plan writes nothing
     scaffold.create_new(plan)
-    assert sorted(os.listdir(str(tmp_path))) == ['U20260102030405__add_users_last_login.sql',
-                                                  'V20260102030405__add_users_last_login.sql']
+    assert sorted(os.listdir(str(tmp_path))) == [
+        'U20260102030405__add_users_last_login.sql', 'V20260102030405__add_users_last_login.sql']
     assert '-- Add users.last_login' in open(plan['files'][0]['path']).read()
     assert discover(str(tmp_path)).latest() == (20260102030405,)
     again = scaffold.plan_new(str(tmp_path), 'add users last_login', now=now)
