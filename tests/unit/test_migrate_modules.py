@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import pytest
+from ansible.module_utils import _internal as ansible_internal
 from ansible.module_utils import basic
 from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
@@ -39,6 +40,11 @@ def run(module, args, check=False, diff=False):
 
     ansible_warnings._global_warnings.clear()
 
+    # Another test may have imported controller code (a filter plugin imports
+    # ansible.errors), which routes module warnings to the controller's display;
+    # a module runs on a target, where they go into the result.
+    was_controller = ansible_internal.is_controller
+    ansible_internal.is_controller = False
     with patch_module_args(args):
         orig = basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json
         basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = exit_json, fail_json
@@ -48,6 +54,7 @@ def run(module, args, check=False, diff=False):
             return done.result, done.failed
         finally:
             basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = orig
+            ansible_internal.is_controller = was_controller
     raise AssertionError('module returned without exit_json/fail_json')
 
 
