@@ -28,6 +28,8 @@ description:
     rule keeps it; only complete backups count, and the newest complete backup of each database is
     never deleted. Interrupted C(.partial-*) folders of dead processes are removed too.
   - A backup always reports C(changed=true).
+  - Before retention deletes anything, it verifies (SHA-256 and table of contents) every backup it
+    keeps of that database, so a damaged backup never counts as a good one (see O(retention_verify)).
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
@@ -38,7 +40,8 @@ attributes:
     support: full
     details: Connects and checks everything a backup needs, returns the ids it would create and the backups retention would delete, and writes nothing.
   diff_mode:
-    support: none
+    support: full
+    details: The backup ids under O(dest) before and after the run (new backups added, those retention deletes removed).
   platform:
     platforms: posix
 options:
@@ -121,6 +124,15 @@ options:
     description:
       - Keep the newest backup of each of the last N months that have one.
     type: int
+  retention_verify:
+    description:
+      - Before deleting any backup of a database, verify every backup of it that retention keeps
+        (SHA-256 of every file and C(pg_restore --list)). A kept backup that fails verification is
+        corrupt, does not count, and is reported in RV(retention_corrupt); the next good one is kept instead.
+      - Corrupt backups are never deleted by retention.
+      - Turning this off saves re-reading the kept backups, at the cost of trusting files that may have been damaged since they were written.
+    type: bool
+    default: true
 notes:
   - Only the custom and directory formats are supported; both can be restored selectively and in parallel.
   - Backups run through the client programs on the managed host; the module picks the
@@ -210,6 +222,17 @@ partial_removed:
   type: list
   elements: str
   sample: []
+retention_corrupt:
+  description: Backups retention found damaged while verifying what it keeps (they are kept, not counted).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"backup_id": "20251230T020000Z-app", "database": "app", "problems": ["app.dump: SHA-256 mismatch (...)"]}]
+diff:
+  description: With C(--diff), the backup ids under O(dest) before and after.
+  returned: when diff mode is on
+  type: dict
+  sample: {"before": {"backups": ["20251231T020000Z-app"]}, "after": {"backups": ["20260101T020000Z-app"]}}
 compression_supported:
   description: Compression methods the C(pg_dump) in use can write.
   returned: always
@@ -245,7 +268,13 @@ def argument_spec():
     )
     for key in RETENTION_KEYS:
         spec['retention_' + key] = dict(type='int')
+    spec['retention_verify'] = dict(type='bool', default=True)
     return spec
+
+
+def _diff(before, taken, deleted):
+    after = sorted((set(before) | set(taken)) - set(deleted))
+    return dict(before=dict(backups=sorted(before)), after=dict(backups=after))
 
 
 def run(module):
@@ -258,21 +287,32 @@ def run(module):
         compression_level=p['compression_level'], globals_dump=p['globals'],
         count_rows=p['count_rows'], os_owner=p['os_owner'], pg_bin_dir=p['pg_bin_dir'])
     plan = engine.plan_backup(params, opts)
+    before = [b['backup_id'] for b in catalog.list_backups(plan['dest'])[0]]
     if module.check_mode:
         now = _tools.utcnow()
-        would = [dict(backup_id='%s-%s' % (now.strftime('%Y%m%dT%H%M%SZ'), _tools.safe_name(db)),
+        would = [dict(backup_id=engine.new_backup_id(plan['dest'], db, now),
                       database=db, path=None, bytes=0, duration_ms=0) for db in plan['databases']]
         virtual = [dict(backup_id='(new) ' + w['backup_id'], database=w['database'], status='complete',
                         end=_tools.iso(now), path=None, virtual=True) for w in would]
-        outcome = catalog.apply_retention(plan['dest'], policy, check_mode=True, extra=virtual)
+        outcome = catalog.apply_retention(plan['dest'], policy, check_mode=True, extra=virtual,
+                                          verify=p['retention_verify'])
         first = would[0] if would else {}
-        return dict(changed=True, backup_id=first.get('backup_id', ''), path='', bytes=0,
-                    duration_ms=0, manifest={}, backups=would,
-                    deleted=[d['backup_id'] for d in outcome['deleted']],
-                    partial_removed=outcome['partial_removed'],
-                    compression_supported=plan['supported_compression'])
-    results = engine.run_backup(params, plan)
-    outcome = catalog.apply_retention(plan['dest'], policy)
+        result = dict(changed=True, backup_id=first.get('backup_id', ''), path='', bytes=0,
+                      duration_ms=0, manifest={}, backups=would,
+                      deleted=[d['backup_id'] for d in outcome['deleted']],
+                      partial_removed=outcome['partial_removed'], retention_corrupt=outcome['corrupt'],
+                      compression_supported=plan['supported_compression'])
+    else:
+        results = engine.run_backup(params, plan)
+        outcome = catalog.apply_retention(plan['dest'], policy, verify=p['retention_verify'])
+        result = _result(plan, results, outcome)
+    if module._diff:
+        result['diff'] = _diff(before, [b['backup_id'] for b in result['backups']],
+                               result['deleted'])
+    return result
+
+
+def _result(plan, results, outcome):
     first = results[0]
     return dict(changed=True, backup_id=first['backup_id'], path=first['path'],
                 bytes=sum(r['bytes'] for r in results),
@@ -280,7 +320,7 @@ def run(module):
                 backups=[dict((k, r[k]) for k in ('backup_id', 'database', 'path', 'bytes', 'duration_ms'))
                          for r in results],
                 deleted=[d['backup_id'] for d in outcome['deleted']],
-                partial_removed=outcome['partial_removed'],
+                partial_removed=outcome['partial_removed'], retention_corrupt=outcome['corrupt'],
                 compression_supported=plan['supported_compression'])
 
 

@@ -22,10 +22,13 @@ description:
   - Reports tables missing on one side, with different row counts, or with different content; RV(equal)
     is true when there is none.
   - Typical use is the check after a migration to another server, or after a restore.
+  - The top-level connection options are the defaults of both O(src) and O(dst); what a block
+    sets wins.
   - Read-only; never reports a change.
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
+  - dbdevops.postgresql.connection
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
@@ -37,154 +40,116 @@ attributes:
 options:
   src:
     description:
-      - Connection to the source database, with the same options as the other modules of this collection.
+      - Connection to the source database.
+      - Every suboption not given here takes the value of the top-level option of the same name,
+        so two databases on one server need only O(src.db) and O(dst.db).
     type: dict
     required: true
     suboptions:
       login_user:
         description:
-        - The role this module logs in as.
-        - Defaults to the E(PGUSER) environment variable, else C(postgres).
+          - The role to log in as. Default O(login_user).
         type: str
-        default: postgres
       login_password:
         description:
-        - The password of C(login_user).
-        - It reaches libpq and client programs (C(pg_dump) and friends) through a C(0600) passfile, never through
-          a command line or a log.
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
         type: str
-        default: ''
       login_host:
         description:
-        - Host running the database. Empty means the local Unix socket.
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
         type: str
-        default: ''
       login_unix_socket:
         description:
-        - Directory of the Unix domain socket for local connections.
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
         type: str
-        default: ''
       login_port:
         description:
-        - Database port to connect to.
+          - Database port. Default O(login_port).
         type: int
-        default: 5432
-        aliases:
-        - port
+        aliases: [ port ]
       db:
         description:
-        - Name of the database to connect to.
-        - Empty means C(postgres).
+          - Name of the database. Default O(db) (empty means C(postgres)).
         type: str
-        default: ''
-        aliases:
-        - login_db
+        aliases: [ login_db ]
       ssl_mode:
         description:
-        - Whether and with what priority an SSL connection is negotiated, as libpq's C(sslmode).
+          - libpq C(sslmode). Default O(ssl_mode).
         type: str
-        default: prefer
-        choices:
-        - allow
-        - disable
-        - prefer
-        - require
-        - verify-ca
-        - verify-full
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
       ca_cert:
         description:
-        - File with the certificate authorities that signed the server certificate.
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
         type: str
-        aliases:
-        - ssl_rootcert
+        aliases: [ ssl_rootcert ]
       ssl_cert:
         description:
-        - Client SSL certificate file.
+          - Client SSL certificate file. Default O(ssl_cert).
         type: path
       ssl_key:
         description:
-        - Client SSL private key file.
+          - Client SSL private key file. Default O(ssl_key).
         type: path
       connect_params:
         description:
-        - Further libpq connection parameters; they take precedence.
+          - Further libpq connection parameters. Default O(connect_params).
         type: dict
-        default: {}
   dst:
     description:
-      - Connection to the destination database; same suboptions as O(src).
+      - Connection to the destination database; same suboptions and defaults as O(src).
     type: dict
     required: true
     suboptions:
       login_user:
         description:
-        - The role this module logs in as.
-        - Defaults to the E(PGUSER) environment variable, else C(postgres).
+          - The role to log in as. Default O(login_user).
         type: str
-        default: postgres
       login_password:
         description:
-        - The password of C(login_user).
-        - It reaches libpq and client programs (C(pg_dump) and friends) through a C(0600) passfile, never through
-          a command line or a log.
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
         type: str
-        default: ''
       login_host:
         description:
-        - Host running the database. Empty means the local Unix socket.
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
         type: str
-        default: ''
       login_unix_socket:
         description:
-        - Directory of the Unix domain socket for local connections.
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
         type: str
-        default: ''
       login_port:
         description:
-        - Database port to connect to.
+          - Database port. Default O(login_port).
         type: int
-        default: 5432
-        aliases:
-        - port
+        aliases: [ port ]
       db:
         description:
-        - Name of the database to connect to.
-        - Empty means C(postgres).
+          - Name of the database. Default O(db) (empty means C(postgres)).
         type: str
-        default: ''
-        aliases:
-        - login_db
+        aliases: [ login_db ]
       ssl_mode:
         description:
-        - Whether and with what priority an SSL connection is negotiated, as libpq's C(sslmode).
+          - libpq C(sslmode). Default O(ssl_mode).
         type: str
-        default: prefer
-        choices:
-        - allow
-        - disable
-        - prefer
-        - require
-        - verify-ca
-        - verify-full
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
       ca_cert:
         description:
-        - File with the certificate authorities that signed the server certificate.
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
         type: str
-        aliases:
-        - ssl_rootcert
+        aliases: [ ssl_rootcert ]
       ssl_cert:
         description:
-        - Client SSL certificate file.
+          - Client SSL certificate file. Default O(ssl_cert).
         type: path
       ssl_key:
         description:
-        - Client SSL private key file.
+          - Client SSL private key file. Default O(ssl_key).
         type: path
       connect_params:
         description:
-        - Further libpq connection parameters; they take precedence.
+          - Further libpq connection parameters. Default O(connect_params).
         type: dict
-        default: {}
   schemas:
     description:
       - Compare only tables in these schemas. Default all user schemas.
@@ -213,8 +178,6 @@ options:
       - Fail the task when the databases differ (the report is still returned).
     type: bool
     default: false
-requirements:
-  - psycopg2 >= 2.8 on the managed host (Debian package C(python3-psycopg2)).
 seealso:
   - module: dbdevops.postgresql.restore
 '''
@@ -235,8 +198,10 @@ EXAMPLES = r'''
     fail_on_difference: true
   register: compare
 
-- name: Only row counts of one schema, on the same server
+- name: Only row counts of one schema, two databases on the same server
   dbdevops.postgresql.data_compare:
+    login_host: db1.example.com
+    login_password: "{{ vault_postgres_password }}"
     src: {db: app}
     dst: {db: app_restored}
     schemas: [public]
@@ -280,22 +245,40 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import datacompare
 
 
+def _block_spec():
+    """The connection options without defaults: unset ones fall back to the top level."""
+    spec = connection_argument_spec()
+    for option in spec.values():
+        option.pop('default', None)
+    return spec
+
+
 def argument_spec():
-    return dict(
-        src=dict(type='dict', required=True, options=connection_argument_spec()),
-        dst=dict(type='dict', required=True, options=connection_argument_spec()),
+    spec = connection_argument_spec()
+    spec.update(
+        src=dict(type='dict', required=True, options=_block_spec()),
+        dst=dict(type='dict', required=True, options=_block_spec()),
         schemas=dict(type='list', elements='str', default=[]),
         tables=dict(type='list', elements='str', default=[]),
         exclude_tables=dict(type='list', elements='str', default=[]),
         checksums=dict(type='bool', default=True),
         fail_on_difference=dict(type='bool', default=False),
     )
+    return spec
+
+
+def side_params(params, block):
+    """Connection of one side: the block's options over the top-level ones."""
+    merged = dict((field, params.get(field)) for field in ConnParams.FIELDS)
+    merged.update((field, value) for field, value in (block or {}).items()
+                  if field in ConnParams.FIELDS and value is not None)
+    return ConnParams.from_params(merged)
 
 
 def run(module):
     p = module.params
-    src = ConnParams.from_params(p['src'])
-    dst = ConnParams.from_params(p['dst'])
+    src = side_params(p, p['src'])
+    dst = side_params(p, p['dst'])
     report = datacompare.compare(src, dst, schemas=p['schemas'], tables=p['tables'],
                                  exclude_tables=p['exclude_tables'], checksums=p['checksums'])
     report['changed'] = False

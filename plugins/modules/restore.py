@@ -77,8 +77,15 @@ options:
     default: []
   tables:
     description:
-      - Restore only these tables (C(name) or C(schema.name)); definition and data only, as
-        C(pg_restore --table) does (indexes and constraints are not included).
+      - Restore only these tables (C(name) or C(schema.name)) as usable tables, with their definition, data,
+        and what belongs to each table as recorded in the manifest (primary key, unique and check
+        constraints, indexes, column defaults, owned and identity sequences with their current
+        value, triggers, row-level security policies, comments and privileges). C(pg_restore --table)
+        alone would restore only the definition and the data.
+      - A foreign key is restored only when the table it references is in the list too; the others
+        are left out and listed in RV(skipped).
+      - Functions that triggers or defaults call, and types the table uses, are not restored;
+        they must exist in the target (restore their schema, or the whole database, for those).
     type: list
     elements: str
     default: []
@@ -174,7 +181,8 @@ verification:
   description: Checksums and row counts compared with the manifest.
   returned: success
   type: dict
-  sample: {"checksums": "passed", "tables_checked": 12, "rows_expected": 1300000, "mismatches": [], "errors": [], "passed": true}
+  sample: {"checksums": "passed", "tables_checked": 12, "rows_expected": 1300000, "counted_while_restoring": 12,
+           "mismatches": [], "errors": [], "passed": true}
 terminated_sessions:
   description: Sessions ended before the swap (O(terminate_connections=true)).
   returned: success
@@ -197,6 +205,19 @@ tables:
   returned: success
   type: int
   sample: 12
+restored_tables:
+  description: The tables restored (quoted C(schema.name)).
+  returned: success
+  type: list
+  elements: str
+  sample: ['"public"."customers"', '"sales"."orders"']
+skipped:
+  description: With O(tables), foreign keys left out because the table they reference is not restored.
+  returned: success
+  type: list
+  elements: dict
+  sample: [{"table": '"sales"."orders"', "foreign_key": "orders_customer_id_fkey", "references": '"public"."customers"',
+            "reason": "the referenced table is not restored"}]
 globals_restored:
   description: Whether roles and tablespaces were restored first.
   returned: success
@@ -277,6 +298,7 @@ def run(module):
     result = restore.run_restore(params, plan)
     base.update(verification=result['verification'], terminated_sessions=result['terminated_sessions'],
                 duration_ms=result['duration_ms'], tables=result['tables'],
+                restored_tables=result['restored_tables'], skipped=result['skipped'],
                 globals_restored=result['globals_restored'])
     return base
 

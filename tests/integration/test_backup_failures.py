@@ -29,8 +29,8 @@ def sample_db(pg_db):
     return cluster, name
 
 
-def _children(name):
-    """PIDs of our child processes called ``name``."""
+def _children(name, arg=None):
+    """PIDs of our child processes called ``name`` (with ``arg`` among their arguments)."""
     found = []
     for entry in os.listdir('/proc'):
         if not entry.isdigit():
@@ -43,14 +43,21 @@ def _children(name):
         except (OSError, IndexError, ValueError):
             continue
         if comm == name and ppid == os.getpid():
+            if arg is not None:
+                try:
+                    with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                        if not any(a.startswith(arg) for a in f.read().decode().split('\0')):
+                            continue
+                except OSError:
+                    continue
             found.append(int(entry))
     return found
 
 
-def _wait_for_child(name, timeout=15):
+def _wait_for_child(name, timeout=15, arg=None):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        pids = _children(name)
+        pids = _children(name, arg)
         if pids:
             return pids[0]
         time.sleep(0.05)
@@ -81,7 +88,8 @@ def test_pg_dump_killed_midway_records_nothing_and_hides_password(sample_db, des
     assert params.login_password == SUPERUSER_PASSWORD and params.login_host == '127.0.0.1'
     thread, outcome = _backup_in_thread(params, engine.BackupOptions(dest=dest, databases=[name]))
     try:
-        pid = _wait_for_child('pg_dump')
+        # the dump itself, not the `pg_dump --version` the plan runs first
+        pid = _wait_for_child('pg_dump', arg='--snapshot=')
         assert [n for n in os.listdir(dest) if n.startswith('.partial-')]
 
         # The password is nowhere in any process's arguments or environment.

@@ -107,7 +107,7 @@ def test_count_rows_off_and_several_databases(pg, dest):
         results = engine.run_backup(params, plan)
         assert [r['database'] for r in results] == names
         assert all(r['manifest']['row_counts_exact'] is False for r in results)
-        assert results[0]['manifest']['tables'] == [dict(schema='public', name='t', rows=None)]
+        assert [(t['schema'], t['name'], t['rows']) for t in results[0]['manifest']['tables']] == [('public', 't', None)]
         backups, _partial = catalog.list_backups(dest)
         assert sorted(b['database'] for b in backups) == names
         with pytest.raises(BackupError, match='several databases'):
@@ -208,6 +208,69 @@ def test_retention_on_disk_check_mode_then_real(sample_db, dest):
     assert os.listdir(dest) == [ids[2]]  # every backup is older than the limit: the newest stays
     again = catalog.apply_retention(dest, policy, now=later)
     assert again['deleted'] == [] and os.listdir(dest) == [ids[2]]
+
+
+def _flip_a_byte(path):
+    with open(path, 'r+b') as f:
+        f.seek(os.path.getsize(path) // 2)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_retention_verifies_what_it_keeps_and_never_counts_a_damaged_backup(sample_db, dest):
+    cluster, name = sample_db
+    results = [take_backup(cluster, name, dest) for _ in range(3)]
+    ids = [r['backup_id'] for r in results]
+    _flip_a_byte(os.path.join(results[2]['path'], results[2]['manifest']['archive']))
+    policy = catalog.RetentionPolicy(keep_last=1)
+    # without re-verification the damaged newest would count and the last good one would go
+    blind = catalog.apply_retention(dest, policy, check_mode=True, verify=False)
+    assert [d['backup_id'] for d in blind['deleted']] == ids[:2][::-1]
+
+    checked = catalog.apply_retention(dest, policy, check_mode=True)
+    assert [d['backup_id'] for d in checked['deleted']] == [ids[0]]
+    assert [c['backup_id'] for c in checked['corrupt']] == [ids[2]]
+    assert checked['corrupt'][0]['problems'][0].startswith('%s: SHA-256 mismatch' % results[2]['manifest']['archive'])
+    assert checked['verified'] == [ids[1]]
+    assert sorted(os.listdir(dest)) == sorted(ids)  # check mode deletes nothing
+
+    done = catalog.apply_retention(dest, policy)
+    assert [d['backup_id'] for d in done['deleted']] == [ids[0]]
+    # the damaged one stays for a person to look at, the newest good one stays as the backup
+    assert sorted(os.listdir(dest)) == sorted(ids[1:])
+    path, manifest = catalog.find_backup(dest, 'latest', database=name)
+    assert manifest['id'] in (ids[1], ids[2])
+
+
+def test_cli_skips_on_a_standby_and_backs_up_on_the_primary(sample_db, pg_factory, dest, capsys):
+    from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import cli
+    standby = pg_factory()
+    standby.stop()
+    open(os.path.join(standby.datadir, 'standby.signal'), 'w').close()
+    standby.start()
+    assert standby.sql('SELECT pg_is_in_recovery()') == [(True,)]
+    config = os.path.join(dest, 'standby.json')
+    with open(config, 'w') as f:
+        json.dump(dict(login_unix_socket=standby.socket_dir, login_port=standby.port, dest=dest,
+                       all_databases=True, retention=dict(keep_last=1)), f)
+    assert cli.main(['--config', config, 'backup']) == 0
+    out = capsys.readouterr().out
+    assert 'skipped: ' in out and 'is a standby (pg_is_in_recovery() is true)' in out
+    assert os.listdir(dest) == ['standby.json']
+
+    cluster, name = sample_db
+    primary = os.path.join(dest, 'primary.json')
+    with open(primary, 'w') as f:
+        json.dump(dict(login_unix_socket=cluster.socket_dir, login_port=cluster.port, dest=dest,
+                       databases=[name], format='directory', jobs=2, retention=dict(keep_last=1)), f)
+    assert cli.main(['--config', primary, 'backup']) == 0
+    assert cli.main(['--config', primary, 'list', '--verify']) == 0
+    out = capsys.readouterr().out
+    assert 'backup ok: ' in out and ' verified ' in out
+    # all_databases picks every database that accepts connections
+    plan = engine.plan_backup(params_for(cluster), engine.BackupOptions(dest=dest, all_databases=True))
+    assert name in plan['databases'] and 'template0' not in plan['databases']
 
 
 # -- clear errors ------------------------------------------------------------

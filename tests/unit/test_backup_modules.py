@@ -8,7 +8,7 @@ from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.dbdevops.postgresql.plugins.modules import backup, backup_info, data_compare
 from ansible_collections.dbdevops.postgresql.plugins.modules import restore as restore_module
-from tests.harness.pgcluster import SUPERUSER_PASSWORD
+from tests.harness.pgcluster import SUPERUSER_PASSWORD, free_port
 from tests.harness.backup_samples import load_sample, make_dest, rm
 
 
@@ -48,14 +48,18 @@ def test_backup_check_mode_then_real_then_info_restore_compare(sample_db, dest, 
 
     first = run_module(backup, args, capsys)
     assert first['changed'] is True and first['_rc'] == 0
-    checked = run_module(backup, args, capsys, check_mode=True)
+    checked = run_module(backup, args, capsys, check_mode=True, diff=True)
     assert checked['changed'] is True
     assert checked['deleted'] == [first['backup_id']]  # the new one would push it out
+    assert checked['diff'] == dict(before=dict(backups=[first['backup_id']]),
+                                   after=dict(backups=[checked['backup_id']]))
     assert os.listdir(dest) == [first['backup_id']]  # check mode changed nothing
     assert SUPERUSER_PASSWORD not in json.dumps(checked)
 
-    second = run_module(backup, dict(args, format='directory', jobs=2), capsys)
-    assert second['deleted'] == [first['backup_id']]
+    second = run_module(backup, dict(args, format='directory', jobs=2), capsys, diff=True)
+    assert second['deleted'] == [first['backup_id']] and second['retention_corrupt'] == []
+    assert second['diff'] == dict(before=dict(backups=[first['backup_id']]),
+                                  after=dict(backups=[second['backup_id']]))
     assert os.listdir(dest) == [second['backup_id']]
     assert second['manifest']['format'] == 'directory' and second['bytes'] > 0
     assert second['compression_supported'] == ['none', 'gzip']
@@ -73,12 +77,20 @@ def test_backup_check_mode_then_real_then_info_restore_compare(sample_db, dest, 
     assert target not in [r[0] for r in cluster.sql('SELECT datname FROM pg_database')]
     done = run_module(restore_module, dict(conn, src=dest, target_db=target, jobs=2), capsys)
     assert done['verification']['passed'] is True and done['tables'] == 4
+    assert len(done['restored_tables']) == 4 and done['skipped'] == []
 
     cmp_args = dict(src=dict(db=name, login_unix_socket=cluster.socket_dir, login_port=cluster.port),
                     dst=dict(db=target, login_host='127.0.0.1', login_port=cluster.port,
                              login_password=SUPERUSER_PASSWORD))
     same = run_module(data_compare, cmp_args, capsys)
     assert same['equal'] is True and same['changed'] is False and same['tables_compared'] == 4
+    # top-level connection options are the defaults of both blocks; a block's own value wins
+    top = dict(login_host='127.0.0.1', login_port=cluster.port, login_password=SUPERUSER_PASSWORD)
+    shared = run_module(data_compare, dict(top, src=dict(db=name), dst=dict(login_db=target)), capsys)
+    assert shared['equal'] is True and shared['tables_compared'] == 4
+    wrong = run_module(data_compare, dict(top, src=dict(db=name), dst=dict(db=target, port=free_port())), capsys)
+    assert wrong['failed'] is True and 'reading the destination' in wrong['msg']
+    assert SUPERUSER_PASSWORD not in json.dumps(shared) + json.dumps(wrong)
     cluster.sql("UPDATE public.customers SET name = 'changed' WHERE id = 3", dbname=target)
     differ = run_module(data_compare, dict(cmp_args, fail_on_difference=True), capsys)
     assert differ['_rc'] == 1 and differ['failed'] is True

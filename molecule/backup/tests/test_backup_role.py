@@ -3,11 +3,21 @@
 import json
 import os
 
+import pytest
 import yaml
 
 VARS = yaml.safe_load(open(os.path.join(os.path.dirname(__file__), '..', 'vars', 'main.yml')))
 CONFIG = '/etc/dbdevops-backup/%s.json' % VARS['backup_config_name']
 COMMAND = '/usr/local/bin/dbdevops-backup'
+
+
+@pytest.fixture(scope='module', autouse=True)
+def scenario_cluster_online(host):
+    """Fail clearly, not test by test, when prepare did not create the scenario's cluster."""
+    cluster = '%s %s' % (VARS['backupmol_version'], VARS['backupmol_cluster'])
+    if host.run('pg_ctlcluster %s status' % cluster).rc != 0:
+        pytest.fail('cluster %s is not running: did prepare run? (molecule skips prepare while its '
+                    'state says "prepared"; destroy resets that)' % cluster)
 
 
 def test_cron_entry_runs_the_command_as_postgres(host):

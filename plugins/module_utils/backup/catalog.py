@@ -37,7 +37,8 @@ class RetentionPolicy(object):
     keep_daily/weekly/monthly  the newest good backup of each of the last N
                   days / ISO weeks / months that have one
     With no rule set, nothing is deleted.  The newest good backup of each
-    database is always kept.  Corrupt and partial backups never count.
+    database is always kept.  Corrupt and partial backups never count, and
+    ``apply_retention`` verifies the backups it keeps before it deletes any.
     """
 
     def __init__(self, keep_last=None, keep_days=None, keep_daily=None, keep_weekly=None,
@@ -251,23 +252,52 @@ def plan_retention(backups, policy, now=None):
     return delete
 
 
-def apply_retention(dest, policy, check_mode=False, now=None, extra=None):
+def apply_retention(dest, policy, check_mode=False, now=None, extra=None, verify=True, pg_restore=None):
     """Delete what ``plan_retention`` says (nothing in check mode); returns the plan.
 
     ``extra``: entries to consider as if present (check mode of a backup that
-    has not been taken yet).  Stale ``.partial-*`` folders of dead processes
-    are removed too and reported as ``partial_removed``.
+    has not been taken yet).  With ``verify`` (the default), before anything of
+    a database is deleted, every backup of it that would be kept is verified
+    (SHA-256 of every file and the archive's table of contents): a backup that
+    fails is corrupt, does not count, and the plan is made again, so retention
+    never deletes a good backup on the strength of a damaged one.  Corrupt
+    backups are never deleted (they are left for a person to look at).  Stale
+    ``.partial-*`` folders of dead processes are removed too and reported as
+    ``partial_removed``.
     """
-    backups, partial = list_backups(dest, now=now)
-    planned = plan_retention(list(extra or []) + backups, policy, now=now)
-    planned = [p for p in planned if not p.get('virtual')]
+    backups, partial = list_backups(dest, now=now, with_manifest=True)
+    if verify and pg_restore is None:
+        try:
+            pg_restore = _tools.find_tool('pg_restore')
+        except BackupError:
+            pg_restore = None
+    corrupt = []
+    while True:
+        planned = plan_retention(list(extra or []) + backups, policy, now=now)
+        planned = [p for p in planned if not p.get('virtual')]
+        if not verify or not planned:
+            break
+        databases = set(p['database'] for p in planned)
+        leaving = set(p['backup_id'] for p in planned)
+        unchecked = [b for b in backups if b.get('database') in databases and b['status'] == 'complete'
+                     and b['backup_id'] not in leaving]
+        if not unchecked:
+            break
+        for b in unchecked:
+            problems = check_backup(b['path'], b['manifest'], verify=True, pg_restore=pg_restore)
+            b['status'] = 'corrupt' if problems else 'verified'
+            b['problems'] = problems
+            if problems:
+                corrupt.append(dict(backup_id=b['backup_id'], database=b.get('database'), problems=problems))
     stale = [p for p in partial if not p['running']]
     if not check_mode:
         for item in planned:
             _remove(item['path'])
         for item in stale:
             _remove(item['path'])
-    return dict(deleted=planned, partial_removed=[p['name'] for p in stale])
+    kept_verified = sorted(b['backup_id'] for b in backups if b['status'] == 'verified')
+    return dict(deleted=planned, partial_removed=[p['name'] for p in stale], verified=kept_verified,
+                corrupt=corrupt)
 
 
 def _remove(path):

@@ -9,8 +9,8 @@
 The config is JSON: connection options named as the modules name them
 (login_user, login_host, login_port, login_unix_socket, db, login_password_file),
 plus dest, databases, all_databases, format, jobs, compression,
-compression_level, globals, count_rows, skip_on_standby and retention
-(keep_last, keep_days, keep_daily, keep_weekly, keep_monthly).
+compression_level, globals, count_rows, skip_on_standby, retention
+(keep_last, keep_days, keep_daily, keep_weekly, keep_monthly) and retention_verify.
 One line per event on stdout; exit status 0 when everything asked for worked.
 """
 
@@ -82,7 +82,11 @@ def cmd_backup(config):
         log('backup ok: %s database %s, %d bytes, %d ms, %d tables counted' % (
             result['backup_id'], result['database'], result['bytes'], result['duration_ms'],
             len(result['manifest']['tables'])))
-    outcome = catalog.apply_retention(plan['dest'], _policy(config))
+    outcome = catalog.apply_retention(plan['dest'], _policy(config),
+                                      verify=config.get('retention_verify', True))
+    for item in outcome['corrupt']:
+        log('WARNING: retention found a damaged backup (kept, not counted): %s: %s'
+            % (item['backup_id'], '; '.join(item['problems'])))
     for item in outcome['deleted']:
         log('retention deleted: %s (%s)' % (item['backup_id'], item['reason']))
     for name in outcome['partial_removed']:

@@ -36,7 +36,6 @@ except ImportError:  # pragma: no cover - reported by connect()
 
 FORMATS = ('custom', 'directory')
 COMPRESSIONS = ('gzip', 'none', 'lz4', 'zstd')
-F_SETPIPE_SZ = 1031
 
 TABLES_SQL = """
 SELECT n.nspname, c.relname
@@ -47,6 +46,34 @@ SELECT n.nspname, c.relname
    AND NOT EXISTS (SELECT 1 FROM pg_depend d
                     WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
  ORDER BY 1, 2
+"""
+
+# What belongs to each table, read in the dump's snapshot, so that restoring a
+# table subset can bring its indexes, constraints, defaults, owned sequences,
+# triggers and policies too (pg_restore --table alone brings none of them).
+TABLE_OBJECTS_SQL = """
+SELECT n.nspname, c.relname,
+       ARRAY(SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+              WHERE x.indrelid = c.oid ORDER BY 1),
+       ARRAY(SELECT k.conname FROM pg_constraint k
+              WHERE k.conrelid = c.oid AND k.contype <> 'f' ORDER BY 1),
+       ARRAY(SELECT json_build_object('name', k.conname, 'schema', rn.nspname, 'table', r.relname)::text
+               FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid
+               JOIN pg_namespace rn ON rn.oid = r.relnamespace
+              WHERE k.conrelid = c.oid AND k.contype = 'f' ORDER BY k.conname),
+       ARRAY(SELECT a.attname FROM pg_attrdef d JOIN pg_attribute a
+                 ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+              WHERE d.adrelid = c.oid ORDER BY 1),
+       ARRAY(SELECT s.relname FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
+              WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+                AND dep.refobjid = c.oid AND dep.deptype IN ('a', 'i') AND s.relkind = 'S'
+              ORDER BY 1),
+       ARRAY(SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal ORDER BY 1),
+       ARRAY(SELECT p.polname FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
 """
 
 META_SQL = """
@@ -87,6 +114,18 @@ def table_key(schema, name):
 def list_tables(cur):
     cur.execute(TABLES_SQL)
     return [tuple(row) for row in cur.fetchall()]
+
+
+def table_objects(cur):
+    """{(schema, table): {indexes, constraints, foreign_keys, defaults, sequences, triggers, policies}}."""
+    cur.execute(TABLE_OBJECTS_SQL)
+    out = {}
+    for schema, name, indexes, constraints, fks, defaults, sequences, triggers, policies in cur.fetchall():
+        out[(schema, name)] = dict(
+            indexes=list(indexes), constraints=list(constraints),
+            foreign_keys=[json.loads(fk) for fk in fks], defaults=list(defaults),
+            sequences=list(sequences), triggers=list(triggers), policies=list(policies))
+    return out
 
 
 def count_rows(cur, tables):
@@ -173,7 +212,8 @@ def run_backup(params, plan, now=None):
     return [_backup_one(params, db, plan, tools, owner, now) for db in plan['databases']]
 
 
-def _new_id(dest, db, start):
+def new_backup_id(dest, db, start):
+    """``<UTC start>-<database>``, with ``.2``, ``.3``... when that folder exists already."""
     base = '%s-%s' % (start.strftime('%Y%m%dT%H%M%SZ'), _tools.safe_name(db))
     backup_id, n = base, 1
     while os.path.exists(os.path.join(dest, backup_id)):
@@ -186,7 +226,7 @@ def _backup_one(params, db, plan, tools, owner, now=None):
     start = now or _tools.utcnow()
     t0 = time.monotonic()
     dest = plan['dest']
-    backup_id = _new_id(dest, db, start)
+    backup_id = new_backup_id(dest, db, start)
     tmp = os.path.join(dest, '%s%s-%d' % (_tools.PARTIAL_PREFIX, backup_id, os.getpid()))
     try:
         os.mkdir(tmp, 0o700)
@@ -204,20 +244,31 @@ def _backup_one(params, db, plan, tools, owner, now=None):
         cur.execute('SELECT pg_export_snapshot()')
         snapshot = cur.fetchone()[0]
         tables = list_tables(cur)
+        objects = table_objects(cur)
 
-        counter = _Counter(cur, tables) if plan['count_rows'] else None
-        if counter:
+        counter = None
+        if plan['count_rows']:
+            # One process counts, with no parallel workers and no JIT (pure
+            # overhead for count(*)): pg_dump needs the CPU more, and the
+            # counts are only needed when pg_dump is done.
+            cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
+            cur.execute('SET LOCAL jit = off')
+            counter = _Counter(cur, tables)
             counter.start()
         archive, files = _run_pg_dump(params, db, plan, tools['pg_dump'], snapshot, tmp)
+        hashing = files if isinstance(files, _FileHasher) else None
         counts = counter.result() if counter else None
         conn.rollback()
         conn.close()
         conn = None
 
-        if plan['globals']:
-            files.update(_run_pg_dumpall(params, tools['pg_dumpall'], tmp))
+        globals_files = _run_pg_dumpall(params, tools['pg_dumpall'], tmp) if plan['globals'] else {}
+        if not hashing:
+            files.update(globals_files)
 
         toc_entries = _read_back(params, tools['pg_restore'], os.path.join(tmp, archive), db)
+        if hashing:
+            files = dict(files.result(), **globals_files)
         end = _tools.utcnow()
         manifest = dict(
             format_version=_tools.FORMAT_VERSION, id=backup_id, status='complete',
@@ -234,7 +285,8 @@ def _backup_one(params, db, plan, tools, owner, now=None):
             bytes=sum(size for _sha, size in files.values()),
             files=dict((rel, dict(sha256=sha, bytes=size)) for rel, (sha, size) in sorted(files.items())),
             toc_entries=toc_entries, row_counts_exact=counts is not None,
-            tables=[dict(schema=s, name=n, rows=(counts or {}).get(table_key(s, n)))
+            tables=[dict(schema=s, name=n, rows=(counts or {}).get(table_key(s, n)),
+                         objects=objects.get((s, n), {}))
                     for s, n in tables],
         )
         _write_manifest(tmp, manifest)
@@ -305,7 +357,17 @@ def _dump_failed(db, proc_rc, stderr, why=None):
 
 
 def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
-    """Run pg_dump; return (archive relpath, {relpath: (sha256, bytes)})."""
+    """Run pg_dump; return (archive relpath, files).
+
+    ``files`` is ``{relpath: (sha256, bytes)}``, or for the custom format a
+    ``_FileHasher`` already hashing the archive (``.result()`` gives the dict).
+    pg_dump writes the custom archive itself, into a seekable file: it then
+    records where each table's data starts, which a parallel pg_restore needs
+    to go straight to it (an archive written to a pipe has no such offsets,
+    and ``pg_restore -j`` must then scan the archive for every table).  The
+    file is rewritten at its start when pg_dump finishes, so it is hashed
+    after pg_dump exits, while the archive is read back.
+    """
     fmt = plan['format']
     argv = [tool.path, '--format=%s' % fmt, '--snapshot=%s' % snapshot, '--no-password']
     argv += plan['compress_args']
@@ -313,25 +375,22 @@ def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
     if opts.lock_wait_timeout:
         argv.append('--lock-wait-timeout=%s' % opts.lock_wait_timeout)
     safe = _tools.safe_name(db)
+    archive = safe + ('.dir' if fmt == 'directory' else '.dump')
     if fmt == 'directory':
-        archive = safe + '.dir'
-        argv += ['--jobs=%d' % plan['jobs'], '--file=%s' % os.path.join(tmp, archive)]
-    else:
-        archive = safe + '.dump'
+        argv.append('--jobs=%d' % plan['jobs'])
+    argv.append('--file=%s' % os.path.join(tmp, archive))
     with LibpqEnv(params, dbname=db) as env:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.PIPE, env=env.environ)
         stderr_reader = _tools.Reader(proc.stderr)
         stderr_reader.start()
         try:
             if fmt == 'custom':
-                files = {archive: _stream_to_file(proc, os.path.join(tmp, archive))}
                 rc = proc.wait()
             else:
                 hasher = _tools.TailHasher(os.path.join(tmp, archive))
                 hasher.start()
                 try:
-                    proc.stdout.read()
                     rc = proc.wait()
                 finally:
                     files_raw = hasher.finish()
@@ -343,41 +402,49 @@ def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
         stderr = stderr_reader.text()
     if rc != 0 or _tools.error_lines(stderr):
         raise _dump_failed(db, rc, stderr)
-    if fmt == 'directory':
-        # Everything pg_dump wrote must be accounted for, byte for byte.
-        for rel, (_sha, size) in files.items():
-            if os.path.getsize(os.path.join(tmp, rel)) != size:
-                raise _dump_failed(db, rc, stderr, 'file %s changed after it was hashed' % rel)
+    if fmt == 'custom':
+        return archive, _FileHasher(os.path.join(tmp, archive), archive)
+    # Everything pg_dump wrote must be accounted for, byte for byte.
+    for rel, (_sha, size) in files.items():
+        if os.path.getsize(os.path.join(tmp, rel)) != size:
+            raise _dump_failed(db, rc, stderr, 'file %s changed after it was hashed' % rel)
     return archive, files
 
 
-def _stream_to_file(proc, path):
-    """Copy pg_dump's stdout to ``path`` while hashing it; returns (sha256, bytes)."""
-    import hashlib
-    fileno = proc.stdout.fileno()
-    try:
-        import fcntl
-        fcntl.fcntl(fileno, F_SETPIPE_SZ, 1024 * 1024)
-    except (ImportError, OSError):
-        pass
-    digest = hashlib.sha256()
-    size = 0
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        while True:
-            block = os.read(fileno, _tools.CHUNK)
-            if not block:
-                break
-            digest.update(block)
-            size += len(block)
-            view = memoryview(block)
-            while view:
-                written = os.write(out, view)
-                view = view[written:]
-        os.fsync(out)
-    finally:
-        os.close(out)
-    return digest.hexdigest(), size
+class _FileHasher(threading.Thread):
+    """SHA-256 of one finished file, in a thread (hashlib lets other threads run), and fsync."""
+
+    def __init__(self, path, rel):
+        super(_FileHasher, self).__init__(name='dbdevops-file-hasher')
+        self.daemon = True
+        self.path = path
+        self.rel = rel
+        self.value = None
+        self.error = None
+        self.start()
+
+    def run(self):
+        # Flushing the file to disk (I/O) and hashing it (CPU) overlap.
+        syncer = threading.Thread(target=self._fsync, name='dbdevops-fsync')
+        syncer.daemon = True
+        syncer.start()
+        try:
+            self.value = _tools.sha256_file(self.path)
+        except Exception as exc:  # noqa: BLE001 - re-raised by result()
+            self.error = exc
+        syncer.join()
+
+    def _fsync(self):
+        try:
+            _tools.fsync_path(self.path)
+        except OSError as exc:
+            self.error = self.error or exc
+
+    def result(self):
+        self.join()
+        if self.error:
+            raise self.error
+        return {self.rel: self.value}
 
 
 def _run_pg_dumpall(params, tool, tmp):

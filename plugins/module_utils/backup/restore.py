@@ -33,6 +33,7 @@ except ImportError:  # pragma: no cover - reported by connect()
     pgsql = None
 
 SCHEMA_ENTRY = re.compile(r'^\d+; \d+ \d+ SCHEMA - (\S+) ')
+TOC_LINE = re.compile(r'^\d+; \d+ \d+ (.*)$')
 
 USER_OBJECTS_SQL = """
 SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -131,7 +132,7 @@ def plan_restore(params, opts):
                 action=action, target_sessions=sessions, server_major=server_major, options=opts)
 
 
-def _pg_restore_args(plan, tool, dbname):
+def _pg_restore_args(plan, tool, dbname, use_list=None):
     opts = plan['options']
     manifest = plan['manifest']
     argv = [tool.path, '--exit-on-error', '--no-password',
@@ -140,15 +141,85 @@ def _pg_restore_args(plan, tool, dbname):
         argv.append('--jobs=%d' % opts.jobs)
     if opts.no_owner:
         argv += ['--no-owner', '--no-acl']
-    for schema in opts.schemas:
-        argv.append('--schema=%s' % schema)
-    for name in opts.tables:
-        schema, table = _split_table(name)
-        if schema and schema not in opts.schemas:
+    if use_list:
+        argv.append('--use-list=%s' % use_list)
+    else:
+        for schema in opts.schemas:
             argv.append('--schema=%s' % schema)
-        argv.append('--table=%s' % table)
     argv.append(os.path.join(plan['backup_path'], manifest['archive']))
     return argv
+
+
+def _toc_lines(tool, archive):
+    """The archive's table of contents (``pg_restore --list``), comment lines left out."""
+    listing = subprocess.run([tool.path, '--list', archive], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
+    if listing.returncode != 0 or _tools.error_lines(listing.stderr):
+        raise BackupError('cannot read the table of contents of %s: %s'
+                          % (archive, _tools.first_error(listing.stderr)))
+    return [ln for ln in listing.stdout.splitlines() if ln.strip() and not ln.startswith(';')]
+
+
+def _toc_matches(rest, keys, prefixes):
+    """Whether a TOC entry ("DESC schema tag owner") is one of ``keys`` (owner left out)."""
+    for key in [rest] + [rest[:i] for i, ch in enumerate(rest) if ch == ' ']:
+        if key in keys and (key == rest or ' ' not in rest[len(key) + 1:]):
+            return True
+    return any(rest.startswith(p) for p in prefixes)
+
+
+def table_subset(plan, toc):
+    """TOC lines that restore the selected tables as usable tables.
+
+    ``pg_restore --table`` restores a table's definition and data only: no
+    primary key, index, default (so no ``serial``), owned sequence, trigger or
+    policy.  This picks, from the manifest's record of what belongs to each
+    table, those entries too.  A foreign key is included only when the table
+    it references is restored as well; the others are returned as skipped.
+    Returns ``(lines, skipped)``.
+    """
+    selected = [(s, n) for s, n, _rows in _selected_tables(plan)]
+    chosen = set(selected)
+    objects = dict(((t['schema'], t['name']), t.get('objects') or {})
+                   for t in plan['manifest'].get('tables') or [])
+    keys, prefixes, skipped = set(), [], []
+    for schema in sorted(set(s for s, _n in selected) - {'public'}):
+        keys.update(['SCHEMA - %s' % schema, 'COMMENT - SCHEMA %s' % schema, 'ACL - SCHEMA %s' % schema])
+    for schema, name in selected:
+        obj = objects.get((schema, name), {})
+        keys.update('%s %s %s' % (desc, schema, name) for desc in ('TABLE', 'TABLE DATA', 'ROW SECURITY'))
+        keys.update(['COMMENT %s TABLE %s' % (schema, name), 'ACL %s TABLE %s' % (schema, name)])
+        prefixes += ['COMMENT %s COLUMN %s.' % (schema, name), 'ACL %s COLUMN %s.' % (schema, name)]
+        for col in obj.get('defaults', []):
+            keys.add('DEFAULT %s %s %s' % (schema, name, col))
+        for con in obj.get('constraints', []):
+            keys.update(['CONSTRAINT %s %s %s' % (schema, name, con),
+                         'CHECK CONSTRAINT %s %s %s' % (schema, name, con),
+                         'COMMENT %s CONSTRAINT %s ON %s' % (schema, con, name)])
+        for index in obj.get('indexes', []):
+            keys.update(['INDEX %s %s' % (schema, index), 'COMMENT %s INDEX %s' % (schema, index)])
+        for seq in obj.get('sequences', []):
+            keys.update('%s %s %s' % (desc, schema, seq) for desc in ('SEQUENCE', 'SEQUENCE OWNED BY', 'SEQUENCE SET'))
+            keys.update(['ACL %s SEQUENCE %s' % (schema, seq), 'COMMENT %s SEQUENCE %s' % (schema, seq)])
+        for trigger in obj.get('triggers', []):
+            keys.update(['TRIGGER %s %s %s' % (schema, name, trigger),
+                         'COMMENT %s TRIGGER %s ON %s' % (schema, trigger, name)])
+        for policy in obj.get('policies', []):
+            keys.update(['POLICY %s %s %s' % (schema, name, policy),
+                         'COMMENT %s POLICY %s ON %s' % (schema, policy, name)])
+        for fk in obj.get('foreign_keys', []):
+            if (fk['schema'], fk['table']) in chosen:
+                keys.add('FK CONSTRAINT %s %s %s' % (schema, name, fk['name']))
+            else:
+                skipped.append(dict(table=table_key(schema, name), foreign_key=fk['name'],
+                                    references=table_key(fk['schema'], fk['table']),
+                                    reason='the referenced table is not restored'))
+    lines = []
+    for line in toc:
+        match = TOC_LINE.match(line)
+        if match and _toc_matches(match.group(1), keys, prefixes):
+            lines.append(line)
+    return lines, skipped
 
 
 def _restore_schema_entries(plan, tool, work_db, env):
@@ -159,11 +230,9 @@ def _restore_schema_entries(plan, tool, work_db, env):
     pass through a ``--use-list``.  Returns the failed process, or None.
     """
     opts = plan['options']
+    if opts.tables:
+        return None  # the table subset's use-list holds its SCHEMA entries
     wanted = set(opts.schemas)
-    for name in opts.tables:
-        schema, _table = _split_table(name)
-        if schema:
-            wanted.add(schema)
     wanted.discard('public')
     if not wanted:
         return None
@@ -229,6 +298,12 @@ class _Hasher(threading.Thread):
         self.problems = None
 
     def run(self):
+        try:
+            # Linux: a thread can have its own nice value; hashing then takes
+            # the CPU pg_restore leaves idle rather than slowing it down.
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (AttributeError, OSError):
+            pass
         self.problems = catalog.check_backup(self.path, self.manifest, verify=True)
 
     def result(self):
@@ -281,18 +356,141 @@ def _restore_globals(params, plan, tool):
     return len(_tools.error_lines(proc.stderr))
 
 
-def verify_counts(params, dbname, tables, jobs=1):
-    """Compare exact row counts in ``dbname`` with the manifest's; returns a report dict."""
+class _EarlyCounter(threading.Thread):
+    """Count a table's rows as soon as pg_restore has committed its data.
+
+    pg_restore goes on with indexes and constraints after a table's data is
+    in, and those steps do not add or remove rows; counting then uses the time
+    pg_restore spends building indexes instead of adding a pass at the end.
+    The table's data is known to be committed when a parallel pg_restore logs
+    "finished item N TABLE DATA <table>", or, restoring serially, when the
+    next item starts.  Anything not counted here (ambiguous names, a lost
+    connection) is counted after pg_restore by ``verify_counts``.
+    """
+
+    FINISHED = re.compile(r'finished item \d+ TABLE DATA (.+)$')
+    PROCESSING = re.compile(r'processing data for table "(.+)"$')
+
+    def __init__(self, params, dbname, tables, serial):
+        super(_EarlyCounter, self).__init__(name='dbdevops-early-counter')
+        self.daemon = True
+        self.params = params
+        self.dbname = dbname
+        self.serial = serial
+        by_name, by_qualified = {}, {}
+        for schema, name, rows in tables:
+            if rows is not None:
+                by_name.setdefault(name, []).append((schema, name))
+                by_qualified['%s.%s' % (schema, name)] = (schema, name)
+        self.by_name = dict((n, v[0]) for n, v in by_name.items() if len(v) == 1)
+        self.by_qualified = by_qualified
+        self.pending = None
+        self.jobs = []
+        self.lock = threading.Condition()
+        self.done = False
+        self.counts = {}
+
+    def feed(self, line):
+        """One line of pg_restore --verbose stderr."""
+        table = None
+        if self.serial:
+            match = self.PROCESSING.search(line)
+            if self.pending and line.startswith('pg_restore: '):
+                table, self.pending = self.pending, None
+            if match:
+                self.pending = self.by_qualified.get(match.group(1))
+        else:
+            match = self.FINISHED.search(line)
+            if match:
+                table = self.by_name.get(match.group(1))
+        if table:
+            with self.lock:
+                self.jobs.append(table)
+                self.lock.notify()
+
+    def run(self):
+        conn = None
+        try:
+            while True:
+                with self.lock:
+                    while not self.jobs and not self.done:
+                        self.lock.wait()
+                    if not self.jobs:
+                        return
+                    schema, name = self.jobs.pop(0)
+                if conn is None:
+                    conn = connect(self.params, dbname=self.dbname, autocommit=True,
+                                   application_name='dbdevops-verify')
+                    with conn.cursor() as cur:
+                        cur.execute('SET jit = off')  # compiling costs more than it saves for count(*)
+                with conn.cursor() as cur:
+                    cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(
+                        pgsql.Identifier(schema), pgsql.Identifier(name)))
+                    self.counts[table_key(schema, name)] = cur.fetchone()[0]
+        except Exception:  # noqa: BLE001 - whatever is not counted here is counted afterwards
+            return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def finish(self, succeeded):
+        """Stop; returns the counts taken.  Counts of a failed restore are not used."""
+        with self.lock:
+            if not succeeded:
+                self.jobs = []
+            self.done = True
+            self.lock.notify()
+        self.join()
+        return dict(self.counts) if succeeded else {}
+
+
+def _run_pg_restore(argv, env, counter):
+    """Run pg_restore, feeding its --verbose log to ``counter``; returns (returncode, stderr)."""
+    if counter is None:
+        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
+        return proc.returncode, proc.stderr
+    proc = subprocess.Popen(argv[:-1] + ['--verbose', argv[-1]], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env.environ,
+                            universal_newlines=True)
+    lines = []
+    try:
+        for line in proc.stderr:
+            lines.append(line)
+            counter.feed(line.rstrip('\n'))
+        returncode = proc.wait()
+    except BaseException:
+        _tools.kill_process(proc)
+        raise
+    # --verbose narrates every step; keep only what is not narration for the report
+    stderr = ''.join(ln for ln in lines if not _NARRATION.match(ln) or _tools.ERROR_LINE.search(ln))
+    return returncode, stderr
+
+
+_NARRATION = re.compile(r'^pg_restore: (connecting|creating|processing|launching|finished|executing|'
+                        r'setting|entering|implied|restoring|disabling|enabling|dropping|'
+                        r'reducing|skipping)')
+
+
+def verify_counts(params, dbname, tables, jobs=1, counted=None):
+    """Compare exact row counts in ``dbname`` with the manifest's; returns a report dict.
+
+    ``counted``: ``{table_key: rows}`` already counted in ``dbname`` (by the
+    early counter while pg_restore built indexes); the others are counted now.
+    """
     expected = [(s, n, rows) for s, n, rows in tables if rows is not None]
-    results = {}
+    counted = counted or {}
+    results = dict((table_key(s, n), (rows, counted[table_key(s, n)])) for s, n, rows in expected
+                   if table_key(s, n) in counted)
     lock = threading.Lock()
-    queue = list(expected)
+    queue = [t for t in expected if table_key(t[0], t[1]) not in counted]
     errors = []
 
     def worker():
         conn = connect(params, dbname=dbname, autocommit=True, application_name='dbdevops-verify')
         try:
             with conn.cursor() as cur:
+                cur.execute('SET jit = off')  # compiling costs more than it saves for count(*)
                 while True:
                     with lock:
                         if not queue:
@@ -311,7 +509,7 @@ def verify_counts(params, dbname, tables, jobs=1):
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker) for _index in range(max(1, min(jobs, len(expected))))]
+    threads = [threading.Thread(target=worker) for _index in range(min(max(1, jobs), len(queue)))]
     for t in threads:
         t.start()
     for t in threads:
@@ -319,6 +517,7 @@ def verify_counts(params, dbname, tables, jobs=1):
     mismatches = [dict(table=k, expected=v[0], actual=v[1]) for k, v in sorted(results.items())
                   if v[0] != v[1]]
     return dict(tables_checked=len(results), rows_expected=sum(r for _s, _n, r in expected),
+                counted_while_restoring=len(counted),
                 mismatches=mismatches, errors=errors, passed=not mismatches and not errors)
 
 
@@ -345,28 +544,45 @@ def run_restore(params, plan):
     try:
         if hasher:
             hasher.start()
-        argv = _pg_restore_args(plan, tool, work_db)
-        with LibpqEnv(params, dbname=work_db) as env:
-            proc = _restore_schema_entries(plan, tool, work_db, env)
-            if proc is None:
-                proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.PIPE, env=env.environ,
-                                      universal_newlines=True, check=False)
+        skipped = []
+        list_path = None
+        if opts.tables:
+            archive = os.path.join(plan['backup_path'], manifest['archive'])
+            lines, skipped = table_subset(plan, _toc_lines(tool, archive))
+            fd, list_path = tempfile.mkstemp(prefix='dbdevops-restore-list-')
+            with os.fdopen(fd, 'w') as f:
+                f.write('\n'.join(lines) + '\n')
+        counter = None
+        if opts.verify and manifest.get('row_counts_exact'):
+            counter = _EarlyCounter(params, work_db, _selected_tables(plan), serial=opts.jobs == 1)
+        try:
+            argv = _pg_restore_args(plan, tool, work_db, use_list=list_path)
+            with LibpqEnv(params, dbname=work_db) as env:
+                proc = _restore_schema_entries(plan, tool, work_db, env)
+                if proc is not None:
+                    returncode, stderr = proc.returncode, proc.stderr
+                else:
+                    if counter:
+                        counter.start()
+                    returncode, stderr = _run_pg_restore(argv, env, counter)
+        finally:
+            if list_path:
+                os.unlink(list_path)
+            counted = counter.finish(succeeded=True) if counter and counter.is_alive() else {}
         problems = hasher.result() if hasher else []
-        if proc.returncode != 0 or _tools.error_lines(proc.stderr) or \
-                'errors ignored on restore' in proc.stderr:
-            raise BackupError('pg_restore of backup "%s" into database "%s" failed (exit %d): %s%s'
-                              % (manifest['id'], work_db, proc.returncode,
-                                 _tools.first_error(proc.stderr), _kept_note(plan, created)),
-                              stderr=proc.stderr[-4000:], backup_id=manifest['id'])
         if problems:
             raise BackupError('backup "%s" failed verification, restore abandoned: %s%s'
                               % (manifest['id'], '; '.join(problems), _kept_note(plan, created)),
                               problems=problems)
+        if returncode != 0 or _tools.error_lines(stderr) or 'errors ignored on restore' in stderr:
+            raise BackupError('pg_restore of backup "%s" into database "%s" failed (exit %d): %s%s'
+                              % (manifest['id'], work_db, returncode,
+                                 _tools.first_error(stderr), _kept_note(plan, created)),
+                              stderr=stderr[-4000:], backup_id=manifest['id'])
         tables = _selected_tables(plan)
         verification = dict(checksums='passed' if opts.verify else 'skipped')
         if opts.verify and manifest.get('row_counts_exact'):
-            counts = verify_counts(params, work_db, tables, jobs=max(opts.jobs, 2))
+            counts = verify_counts(params, work_db, tables, jobs=max(opts.jobs, 2), counted=counted)
             verification.update(counts)
             if not counts['passed']:
                 raise BackupError('restored database "%s" does not match backup "%s": %s%s'
@@ -392,8 +608,10 @@ def run_restore(params, plan):
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
         raise
+    restored = _selected_tables(plan)
     return dict(backup_id=manifest['id'], database=manifest['database'], target_db=target,
-                action=plan['action'], tables=len(_selected_tables(plan)),
+                action=plan['action'], tables=len(restored),
+                restored_tables=[table_key(s, n) for s, n, _rows in restored], skipped=skipped,
                 globals_restored=globals_restored, verification=verification,
                 terminated_sessions=swapped or [], duration_ms=_tools.monotonic_ms(t0))
 
