@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Backup engine vs raw pg_dump / pg_restore on pgbench data, in the same run.
 
     python benchmarks/bench_backup.py --scale 50 --repeat 3

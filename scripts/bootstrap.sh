@@ -31,7 +31,7 @@ __apt_install() {
 }
 
 __lab_pkgs=(python3 python3-venv python3-pip python3-psycopg2 openssl ca-certificates locales)
-__dev_pkgs=(postgresql postgresql-contrib postgresql-client cron logrotate python3-pglast iproute2 procps)
+__dev_pkgs=(postgresql postgresql-contrib postgresql-client cron logrotate python3-pglast iproute2 procps shellcheck e2fsprogs util-linux git)
 if [ "$__profile" = dev ]; then
   __apt_install "${__lab_pkgs[@]}" "${__dev_pkgs[@]}"
 else
@@ -77,7 +77,12 @@ PY
     rm -rf "$__tmp"
   fi
 fi
-[ -f "$__cp/MANIFEST.json" ] || { echo "bootstrap: community.postgresql is not installed" >&2; return 1 2>/dev/null || exit 1; }
+if [ ! -f "$__cp/MANIFEST.json" ]; then
+  echo "bootstrap: community.postgresql is not installed" >&2
+  # sourced: return to the caller; run directly: exit
+  # shellcheck disable=SC2317
+  return 1 2>/dev/null || exit 1
+fi
 
 # This checkout, seen by Ansible as dbdevops.postgresql.
 mkdir -p "$DBDEVOPS_COLLECTIONS/ansible_collections/dbdevops"

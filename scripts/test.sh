@@ -3,6 +3,8 @@
 # scenarios on localhost, ansible-lint (production profile), ansible-test sanity.
 # Usage: scripts/test.sh [pytest|molecule|lint|sanity ...]   (default: all)
 # Installs what it needs itself (see scripts/bootstrap.sh).
+# The stage_* functions are called indirectly ("stage_$stage").
+# shellcheck disable=SC2317
 set -uo pipefail
 # shellcheck source=scripts/bootstrap.sh
 source "$(dirname "$0")/bootstrap.sh" dev || exit 1
@@ -29,7 +31,7 @@ stage_molecule() {
     echo "--- molecule test -s $scenario"
     molecule test -s "$scenario" || { rc=1; echo "molecule scenario $scenario FAILED"; }
   done
-  return $rc
+  return "$rc"
 }
 
 stage_lint() {
@@ -65,7 +67,7 @@ PY
   local rc=$?
   cp "$work"/ansible_collections/dbdevops/postgresql/tests/output/junit/*.xml "$OUT/junit/" 2>/dev/null
   rm -rf "$work"
-  return $rc
+  return "$rc"
 }
 
 for stage in "${stages[@]}"; do

@@ -93,8 +93,8 @@ def test_pg_dump_killed_midway_records_nothing_and_hides_password(sample_db, des
         assert [n for n in os.listdir(dest) if n.startswith('.partial-')]
 
         # The password is nowhere in any process's arguments or environment.
-        args = subprocess.run(['ps', '-eo', 'args'], stdout=subprocess.PIPE, universal_newlines=True).stdout
-        envs = subprocess.run(['ps', 'axeww'], stdout=subprocess.PIPE, universal_newlines=True).stdout
+        args = subprocess.run(['ps', '-eo', 'args'], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
+        envs = subprocess.run(['ps', 'axeww'], stdout=subprocess.PIPE, universal_newlines=True, check=False).stdout
         assert 'pg_dump' in args and 'PGPASSFILE=' in envs
         assert SUPERUSER_PASSWORD not in args
         assert SUPERUSER_PASSWORD not in envs
@@ -128,14 +128,14 @@ def _mount_small(path, size='1m'):
     if os.geteuid() != 0:
         pytest.skip('mounting a small filesystem needs root')
     proc = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=%s,mode=0755' % size, 'tmpfs', path],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode == 0:
         return None
     image = path + '.img'
     subprocess.run(['truncate', '-s', '2M', image], check=True)
     subprocess.run(['mkfs.ext4', '-q', '-F', image], check=True)
     proc = subprocess.run(['mount', '-o', 'loop', image, path], stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, universal_newlines=True)
+                          stderr=subprocess.PIPE, universal_newlines=True, check=False)
     if proc.returncode != 0:
         pytest.skip('cannot mount a small filesystem here: %s' % proc.stderr)
     lost = os.path.join(path, 'lost+found')
@@ -167,5 +167,5 @@ def test_destination_full_clear_error_nothing_partial(sample_db, small_dest, fmt
     assert 'backup of database "%s" failed' % name in msg
     assert 'full' in msg and 'No space left on device' in msg
     assert os.listdir(small_dest) == [earlier['backup_id']]
-    backups, _ = catalog.list_backups(small_dest, verify=True)
+    backups, dummy = catalog.list_backups(small_dest, verify=True)
     assert [b['status'] for b in backups] == ['verified']

@@ -121,7 +121,7 @@ def test_flipped_byte_makes_verify_fail_naming_the_file(sample_db, dest):
     cluster, name = sample_db
     result = take_backup(cluster, name, dest)
     archive = result['manifest']['archive']
-    backups, _ = catalog.list_backups(dest, verify=True)
+    backups, dummy = catalog.list_backups(dest, verify=True)
     assert [b['status'] for b in backups] == ['verified']
     path = os.path.join(result['path'], archive)
     with open(path, 'r+b') as f:
@@ -129,9 +129,9 @@ def test_flipped_byte_makes_verify_fail_naming_the_file(sample_db, dest):
         byte = f.read(1)
         f.seek(-1, 1)
         f.write(bytes([byte[0] ^ 0xFF]))
-    quick, _ = catalog.list_backups(dest)
+    quick, dummy = catalog.list_backups(dest)
     assert quick[0]['status'] == 'complete'  # same size: only a re-hash can tell
-    backups, _ = catalog.list_backups(dest, verify=True)
+    backups, dummy = catalog.list_backups(dest, verify=True)
     assert backups[0]['status'] == 'corrupt'
     assert backups[0]['problems'][0].startswith('%s: SHA-256 mismatch' % archive)
     # restore checks the checksums too and refuses the damaged backup
@@ -149,7 +149,7 @@ def test_missing_file_and_unreadable_manifest_are_corrupt(sample_db, dest):
     os.unlink(os.path.join(first['path'], first['manifest']['archive']))
     with open(os.path.join(second['path'], 'manifest.json'), 'w') as f:
         f.write('{not json')
-    backups, _ = catalog.list_backups(dest)
+    backups, dummy = catalog.list_backups(dest)
     status = dict((b['backup_id'], b) for b in backups)
     assert status[first['backup_id']]['status'] == 'corrupt'
     assert status[first['backup_id']]['problems'] == ['%s: missing' % first['manifest']['archive']]
@@ -195,7 +195,7 @@ def test_retention_counts_only_good_backups_and_keeps_newest_good():
 
 def test_retention_on_disk_check_mode_then_real(sample_db, dest):
     cluster, name = sample_db
-    ids = [take_backup(cluster, name, dest)['backup_id'] for _ in range(3)]
+    ids = [take_backup(cluster, name, dest)['backup_id'] for dummy in range(3)]
     os.mkdir(os.path.join(dest, '.partial-20200101T000000Z-x-999999999'))
     later = _tools.utcnow() + datetime.timedelta(days=30)
     policy = catalog.RetentionPolicy(keep_days=7)
@@ -220,7 +220,7 @@ def _flip_a_byte(path):
 
 def test_retention_verifies_what_it_keeps_and_never_counts_a_damaged_backup(sample_db, dest):
     cluster, name = sample_db
-    results = [take_backup(cluster, name, dest) for _ in range(3)]
+    results = [take_backup(cluster, name, dest) for dummy in range(3)]
     ids = [r['backup_id'] for r in results]
     _flip_a_byte(os.path.join(results[2]['path'], results[2]['manifest']['archive']))
     policy = catalog.RetentionPolicy(keep_last=1)

@@ -153,7 +153,10 @@ def test_restore_tables_brings_indexes_constraints_defaults_sequences(sample_db,
     out = restore_tables(one, ['public.customers'])
     assert out['restored_tables'] == ['"public"."customers"'] and out['skipped'] == []
     assert out['verification']['passed'] is True and out['verification']['tables_checked'] == 1
-    q = lambda sql: cluster.sql(sql, dbname=one)  # noqa: E731
+
+    def q(sql):
+        return cluster.sql(sql, dbname=one)
+
     assert sorted(r[0] for r in q("SELECT indexname FROM pg_indexes WHERE tablename = 'customers'")) == [
         'customers_name_idx', 'customers_pkey', 'name_unique']
     assert sorted(r[0] for r in q("SELECT conname FROM pg_constraint WHERE conrelid = 'public.customers'::regclass")) == [

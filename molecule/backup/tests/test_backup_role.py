@@ -65,7 +65,7 @@ def test_command_by_hand_produces_a_verified_backup(host):
 
 
 def test_retention_keeps_three(host):
-    for _ in range(4):
+    for dummy in range(4):
         host.check_output('runuser -u postgres -- %s --config %s backup' % (COMMAND, CONFIG))
     names = host.check_output('ls -1 %s' % VARS['backup_dest']).split()
     assert len(names) == 3
