@@ -69,3 +69,21 @@ def pg_factory():
     yield factory
     for cluster in started:
         cluster.destroy()
+
+
+@pytest.fixture
+def dest():
+    """An empty backup root (0700, owned by the cluster's OS user), removed afterwards."""
+    from tests.harness.backup_samples import make_dest, rm
+    path = make_dest()
+    yield path
+    rm(path)
+
+
+@pytest.fixture
+def sample_db(pg_db):
+    """A fresh database in ``pg`` loaded with the backup tests' sample schema and rows."""
+    from tests.harness.backup_samples import load_sample
+    cluster, name = pg_db
+    load_sample(cluster, name)
+    return cluster, name

@@ -9,7 +9,6 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.dbdevops.postgresql.plugins.modules import backup, backup_info, data_compare
 from ansible_collections.dbdevops.postgresql.plugins.modules import restore as restore_module
 from tests.harness.pgcluster import SUPERUSER_PASSWORD, free_port
-from tests.harness.backup_samples import load_sample, make_dest, rm
 
 
 def run_module(module, args, capsys, check_mode=False, diff=False):
@@ -25,20 +24,6 @@ def run_module(module, args, capsys, check_mode=False, diff=False):
     result = json.loads(out)
     result['_rc'] = exit_info.value.code
     return result
-
-
-@pytest.fixture
-def dest():
-    path = make_dest()
-    yield path
-    rm(path)
-
-
-@pytest.fixture
-def sample_db(pg_db):
-    cluster, name = pg_db
-    load_sample(cluster, name)
-    return cluster, name
 
 
 def test_backup_check_mode_then_real_then_info_restore_compare(sample_db, dest, capsys):

@@ -7,21 +7,7 @@ import pytest
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import restore
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import datacompare
-from tests.harness.backup_samples import load_sample, make_dest, params_for, rm, take_backup
-
-
-@pytest.fixture
-def dest():
-    path = make_dest()
-    yield path
-    rm(path)
-
-
-@pytest.fixture
-def sample_db(pg_db):
-    cluster, name = pg_db
-    load_sample(cluster, name)
-    return cluster, name
+from tests.harness.backup_samples import params_for, take_backup
 
 
 def _databases(cluster):
