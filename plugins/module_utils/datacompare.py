@@ -19,6 +19,7 @@ import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
     connect, quote_ident)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._catalog import list_user_tables
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 
 try:
@@ -32,14 +33,6 @@ SESSION_SETTINGS = (
     ("extra_float_digits", "3"), ("bytea_output", "hex"),
 )
 
-TABLES_SQL = """
-SELECT n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
- ORDER BY 1, 2
-"""
 
 CHECKSUM_SQL = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 16))::bit(64)::bigint"
                 "::numeric), 0)::text FROM ONLY {}.{} AS t")
@@ -79,8 +72,7 @@ def _side(label, params, schemas, only_tables, exclude, checksums, result):
         with conn.cursor() as cur:
             for name, value in SESSION_SETTINGS:
                 cur.execute('SELECT set_config(%s, %s, true)', (name, value))
-            cur.execute(TABLES_SQL)
-            tables = _selected([tuple(r) for r in cur.fetchall()], schemas, only_tables, exclude)
+            tables = _selected(list_user_tables(cur), schemas, only_tables, exclude)
             data = {}
             for schema, name in tables:
                 ident = (pgsql.Identifier(schema), pgsql.Identifier(name))

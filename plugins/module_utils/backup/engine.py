@@ -24,6 +24,7 @@ import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
     LibpqEnv, connect, quote_ident)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._catalog import list_user_tables
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 
@@ -36,17 +37,6 @@ except ImportError:  # pragma: no cover - reported by connect()
 
 FORMATS = ('custom', 'directory')
 COMPRESSIONS = ('gzip', 'none', 'lz4', 'zstd')
-
-TABLES_SQL = """
-SELECT n.nspname, c.relname
-  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE c.relkind = 'r'
-   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
-   AND NOT EXISTS (SELECT 1 FROM pg_depend d
-                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
- ORDER BY 1, 2
-"""
 
 # What belongs to each table, read in the dump's snapshot, so that restoring a
 # table subset can bring its indexes, constraints, defaults, owned sequences,
@@ -112,8 +102,7 @@ def table_key(schema, name):
 
 
 def list_tables(cur):
-    cur.execute(TABLES_SQL)
-    return [tuple(row) for row in cur.fetchall()]
+    return list_user_tables(cur)
 
 
 def table_objects(cur):
