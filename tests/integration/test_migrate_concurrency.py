@@ -8,6 +8,7 @@ import sys
 import time
 
 import pytest
+from tests.harness.migrate_samples import write
 
 RUNNER = r'''
 import json, sys
@@ -24,13 +25,6 @@ except DbDevopsError as exc:
 print(json.dumps({'failed': False, 'applied': [a['version'] for a in result['applied']],
                   'current_version': result['current_version']}))
 '''
-
-
-def write(folder, files):
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
 
 
 def start_runner(pg, db, path):

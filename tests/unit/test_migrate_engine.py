@@ -3,7 +3,6 @@
 Every feature: plan (check mode) -> nothing changed -> migrate -> effect -> rerun unchanged.
 """
 
-import os
 import threading
 import time
 
@@ -17,6 +16,7 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files 
     MigrationFilesError)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from tests.harness.pgcluster import free_port
+from tests.harness.migrate_samples import engine, write
 
 USERS = {
     'V1__create_users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL);\n',
@@ -27,19 +27,6 @@ USERS = {
         "COMMENT ON TABLE projects IS $$projects; one per team$$;\n"),
     'U2__create_projects.sql': 'DROP TABLE projects;\n',
 }
-
-
-def write(folder, files):
-    os.makedirs(str(folder), exist_ok=True)
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
-
-
-def engine(pg_db, path, **opts):
-    pg, db = pg_db
-    return Migrator(ConnParams.from_params(pg.conn_params(db)), MigrateOptions(path, **opts))
 
 
 def rows(pg_db, sql, params=None):

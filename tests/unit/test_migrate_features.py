@@ -5,27 +5,12 @@ fingerprint including the history table, and every history row) -> real run ->
 the effect -> the same run again -> unchanged, and the plan is empty.
 """
 
-import os
 
 import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, MigrationError, Migrator)
-
-
-def write(folder, files):
-    os.makedirs(str(folder), exist_ok=True)
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
-
-
-def engine(pg_db, path, **opts):
-    pg, db = pg_db
-    return Migrator(ConnParams.from_params(pg.conn_params(db)), MigrateOptions(path, **opts))
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationError
+from tests.harness.migrate_samples import engine, write
 
 
 def sql(pg_db, text, params=None):

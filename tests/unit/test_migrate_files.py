@@ -7,13 +7,7 @@ import pytest
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files import (
     MigrationFilesError, checksum, discover, version_key)
-
-
-def write(folder, files):
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w', newline='') as handle:
-            handle.write(text)
-    return str(folder)
+from tests.harness.migrate_samples import write
 
 
 def test_all_naming_conventions_and_numeric_order(tmp_path):

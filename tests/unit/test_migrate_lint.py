@@ -1,25 +1,11 @@
 """Safety lint at plan time, with the live catalog (real PostgreSQL)."""
 
-import os
 
 import pytest
 
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, MigrationError, Migrator)
-
-
-def write(folder, files):
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
-
-
-def engine(pg_db, path, **opts):
-    pg, db = pg_db
-    return Migrator(ConnParams.from_params(pg.conn_params(db)), MigrateOptions(path, **opts))
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationError
+from tests.harness.migrate_samples import engine, write
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from ansible.module_utils.testing import patch_module_args
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
     migrate, migration_info, migration_new, schema_diff)
 from tests.harness.pgcluster import free_port
+from tests.harness.migrate_samples import write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -56,13 +57,6 @@ def run(module, args, check=False, diff=False):
             basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = orig
             ansible_internal.is_controller = was_controller
     raise AssertionError('module returned without exit_json/fail_json')
-
-
-def write(folder, files):
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
 
 
 FILES = {

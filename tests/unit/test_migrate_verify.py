@@ -11,15 +11,9 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine
     MigrateOptions, describe_verify_failure, verify_rollback)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files import (
     MigrationFilesError, discover)
+from tests.harness.migrate_samples import write
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def write(folder, files):
-    for name, text in files.items():
-        with open(os.path.join(str(folder), name), 'w') as handle:
-            handle.write(text)
-    return str(folder)
 
 
 def databases(pg):
