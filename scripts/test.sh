@@ -20,7 +20,7 @@ declare -A result=()
 failed=0
 
 stage_pytest() {
-  python -m pytest -p no:cacheprovider -q -ra tests/unit tests/integration \
+  python -m pytest -p no:cacheprovider -q -ra tests/unit \
     --junitxml="$OUT/junit/pytest.xml"
 }
 

@@ -5,16 +5,15 @@
 
 Option names match community.postgresql so playbooks can switch modules with
 no surprise.  Nothing here imports Ansible: modules pass ``module.params``.
+The argument spec (with the libpq environment fallbacks) is in ``_module.py``;
+client programs get the password through ``_pgclient.LibpqEnv``.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import re
-import stat
-import tempfile
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 
@@ -33,23 +32,6 @@ SSL_MODES = ['allow', 'disable', 'prefer', 'require', 'verify-ca', 'verify-full'
 
 class PgConnectionError(DbDevopsError):
     """Could not connect: the message names host, port, database and cause."""
-
-
-def connection_argument_spec():
-    """Connection options, named and defaulted as community.postgresql 4.x names them."""
-    return dict(
-        login_user=dict(type='str', default=os.environ.get('PGUSER') or 'postgres'),
-        login_password=dict(type='str', default='', no_log=True),
-        login_host=dict(type='str', default=''),
-        login_unix_socket=dict(type='str', default=''),
-        login_port=dict(type='int', default=int(os.environ.get('PGPORT') or 5432), aliases=['port']),
-        db=dict(type='str', default='', aliases=['login_db']),
-        ssl_mode=dict(type='str', default='prefer', choices=SSL_MODES),
-        ca_cert=dict(type='str', aliases=['ssl_rootcert']),
-        ssl_cert=dict(type='path'),
-        ssl_key=dict(type='path'),
-        connect_params=dict(type='dict', default={}),
-    )
 
 
 class ConnParams(object):
@@ -77,14 +59,9 @@ class ConnParams(object):
         self.host_label = host_label
 
     @classmethod
-    def from_params(cls, params, prefix=''):
-        """Build from a dict such as ``module.params`` (optionally prefixed keys)."""
-        kwargs = {}
-        for field in cls.FIELDS:
-            key = prefix + field
-            if key in params and params[key] is not None:
-                kwargs[field] = params[key]
-        return cls(**kwargs)
+    def from_params(cls, params):
+        """Build from a dict such as ``module.params`` or a host CLI config (unset keys: defaults)."""
+        return cls(**dict((f, params[f]) for f in cls.FIELDS if params.get(f) is not None))
 
     def replace(self, **changes):
         kwargs = dict((f, getattr(self, f)) for f in self.FIELDS)
@@ -177,8 +154,21 @@ def require_psycopg2():
             % (sys.executable, PSYCOPG2_IMPORT_ERROR))
 
 
+# Server-side timeouts a database or role may carry (ALTER DATABASE ... SET) that
+# would end our own sessions half-way: every session we open turns them off and
+# sets what its own work needs afterwards.
+SESSION_TIMEOUTS = ('statement_timeout', 'idle_in_transaction_session_timeout',
+                    'idle_session_timeout', 'lock_timeout')
+_RESET_TIMEOUTS_SQL = ("SELECT set_config(name, '0', false) FROM pg_settings "
+                       "WHERE name = ANY(%s) AND setting <> '0'")
+
+
 def connect(params, dbname=None, autocommit=False, application_name='dbdevops'):
-    """Open a psycopg2 connection or raise PgConnectionError with a one-line cause."""
+    """Open a psycopg2 connection or raise PgConnectionError with a one-line cause.
+
+    The session starts with every timeout of ``SESSION_TIMEOUTS`` off, whatever
+    the database or role says; set the ones the work needs after connecting.
+    """
     require_psycopg2()
     kwargs = params.libpq_kwargs(dbname)
     kwargs.setdefault('application_name', application_name)
@@ -188,74 +178,14 @@ def connect(params, dbname=None, autocommit=False, application_name='dbdevops'):
         raise PgConnectionError(
             'cannot connect to PostgreSQL at %s: %s' % (params.where(dbname), describe_connect_error(exc)),
             host=params.host, port=params.login_port, database=dbname or params.dbname)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(_RESET_TIMEOUTS_SQL, (list(SESSION_TIMEOUTS),))
+        conn.commit()
+    except psycopg2.Error as exc:
+        conn.close()
+        raise PgConnectionError('connected to %s but could not set up the session: %s'
+                                % (params.where(dbname), describe_connect_error(exc)))
     if autocommit:
         conn.autocommit = True
     return conn
-
-
-class LibpqEnv(object):
-    """Environment for libpq clients (pg_dump, psql, ...) started as subprocesses.
-
-    The password goes into a 0600 passfile named by PGPASSFILE, never into argv
-    nor PGPASSWORD (``ps e`` shows a process environment).  Use as a context
-    manager so the passfile is removed afterwards::
-
-        with LibpqEnv(params) as env:
-            subprocess.run(['pg_dump', ...], env=env.environ)
-    """
-
-    def __init__(self, params, dbname=None, base_env=None, tmpdir=None):
-        self.params = params
-        self.dbname = dbname
-        self.base_env = dict(os.environ if base_env is None else base_env)
-        self.tmpdir = tmpdir
-        self.passfile = None
-        self.environ = None
-
-    def __enter__(self):
-        p = self.params
-        env = dict(self.base_env)
-        for key in ('PGPASSWORD', 'PGPASSFILE', 'PGSERVICE', 'PGSERVICEFILE'):
-            env.pop(key, None)
-        env['PGUSER'] = p.login_user
-        env['PGPORT'] = str(p.login_port)
-        env['PGDATABASE'] = self.dbname or p.dbname
-        if p.host:
-            env['PGHOST'] = p.host
-        else:
-            env.pop('PGHOST', None)
-        env['PGSSLMODE'] = p.ssl_mode
-        for key, value in (('PGSSLROOTCERT', p.ca_cert), ('PGSSLCERT', p.ssl_cert),
-                           ('PGSSLKEY', p.ssl_key)):
-            if value:
-                env[key] = value
-        env.setdefault('PGCONNECT_TIMEOUT', '10')
-        if p.login_password:
-            fd, path = tempfile.mkstemp(prefix='dbdevops-pgpass-', dir=self.tmpdir)
-            try:
-                os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)
-                os.write(fd, ('*:*:*:*:%s\n' % _pgpass_escape(p.login_password)).encode('utf-8'))
-            finally:
-                os.close(fd)
-            self.passfile = path
-            env['PGPASSFILE'] = path
-        self.environ = env
-        return self
-
-    def __exit__(self, *exc_info):
-        if self.passfile:
-            try:
-                os.unlink(self.passfile)
-            except OSError:
-                pass
-            self.passfile = None
-        return False
-
-
-def _pgpass_escape(value):
-    return value.replace('\\', '\\\\').replace(':', '\\:')
-
-
-def quote_ident(name):
-    """Quote an identifier the way PostgreSQL does, for text shown to humans."""
-    return '"%s"' % name.replace('"', '""')

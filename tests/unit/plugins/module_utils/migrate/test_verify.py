@@ -13,7 +13,7 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files 
     MigrationFilesError, discover)
 from tests.harness.migrate_samples import write
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.harness import REPO_ROOT as ROOT  # noqa: E402
 
 
 def databases(pg):

@@ -12,7 +12,7 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection imp
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
     MigrateOptions, Migrator, verify_rollback)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.harness import REPO_ROOT as ROOT  # noqa: E402
 EXAMPLES = os.path.join(ROOT, 'examples', 'migrations')
 PLACEHOLDERS = {'batch_size': 2}
 

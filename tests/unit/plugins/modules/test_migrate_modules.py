@@ -11,11 +11,11 @@ from ansible.module_utils.common import warnings as ansible_warnings
 from ansible.module_utils.testing import patch_module_args
 
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
-    migrate, migration_info, migration_new, schema_diff)
+    migrate, migration_info, migration_new)
 from tests.harness.pgcluster import free_port
 from tests.harness.migrate_samples import write
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.harness import REPO_ROOT as ROOT  # noqa: E402
 
 
 class Exit(Exception):
@@ -162,26 +162,6 @@ def test_migration_info_and_drift(pg_db, tmp_path):
     assert result['drift']['summary'] == ['+ column public.users.by_hand (integer)']
     result, failed = run(migration_info, dict(args, fail_on_drift=True))
     assert failed and 'schema drift since version 1' in result['msg']
-
-
-def test_schema_diff_writes_sync_script(pg, pg_db, tmp_path):
-    _pg, db = pg_db
-    other = pg.create_database(db + '_other')
-    try:
-        pg.sql('CREATE TABLE users (id int PRIMARY KEY, email text)', dbname=db)
-        dest = str(tmp_path / 'sync.sql')
-        args = dict(pg.conn_params(db), target_db=other, dest=dest)
-        result, failed = run(schema_diff, args, check=True)
-        assert not failed and result['changed'] and not os.path.exists(dest)
-        assert result['identical'] is False and result['summary'][0].startswith('+ ')
-        result, failed = run(schema_diff, args)
-        assert result['changed'] and os.path.exists(dest)
-        assert run(schema_diff, args)[0]['changed'] is False
-        pg.sql(open(dest).read(), dbname=other)
-        result, dummy = run(schema_diff, args)
-        assert result['identical'] is True and result['changed'] is True   # new, empty script
-    finally:
-        pg.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % other)
 
 
 def test_migration_new_module(tmp_path):
