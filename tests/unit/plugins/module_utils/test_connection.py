@@ -1,27 +1,13 @@
 """The shared connection layer against a real throwaway cluster."""
 
-import os
-import stat
-import subprocess
+import time
 
 import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import connection
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, LibpqEnv, PgConnectionError, connect)
-from tests.harness.pgcluster import SUPERUSER_PASSWORD, free_port
-
-
-def test_argument_spec_names_match_community_postgresql():
-    spec = connection.connection_argument_spec()
-    assert set(spec) == {'login_user', 'login_password', 'login_host', 'login_unix_socket',
-                         'login_port', 'db', 'ssl_mode', 'ca_cert', 'ssl_cert', 'ssl_key',
-                         'connect_params'}
-    assert spec['login_password']['no_log'] is True
-    assert spec['db']['aliases'] == ['login_db']
-    assert spec['login_port']['aliases'] == ['port']
-    assert spec['ca_cert']['aliases'] == ['ssl_rootcert']
-    assert spec['ssl_mode']['choices'] == connection.SSL_MODES
+    ConnParams, PgConnectionError, connect)
+from tests.harness.pgcluster import free_port
 
 
 def test_connect_with_password_over_tcp(pg):
@@ -76,36 +62,32 @@ def test_missing_psycopg2_message(monkeypatch):
         connect(ConnParams())
 
 
-def test_libpq_env_password_in_0600_passfile_not_env(pg):
-    params = ConnParams.from_params(pg.conn_params(password=True))
-    with LibpqEnv(params) as env:
-        passfile = env.environ['PGPASSFILE']
-        assert stat.S_IMODE(os.stat(passfile).st_mode) == 0o600
-        assert 'PGPASSWORD' not in env.environ
-        assert all(SUPERUSER_PASSWORD not in v for k, v in env.environ.items() if k != 'PGPASSFILE')
-        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT 42'], env=env.environ, check=False,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True)
-        assert out.returncode == 0, out.stderr
-        assert out.stdout.strip() == '42'
-    assert not os.path.exists(passfile)
-
-
-def test_libpq_env_escapes_colons_and_backslashes(pg):
-    conn = pg.connect()
-    with conn.cursor() as cur:
-        cur.execute("CREATE ROLE odd LOGIN PASSWORD 'a:b\\c'")
-    conn.close()
-    params = ConnParams.from_params(pg.conn_params(user='odd', password='a:b\\c'))
-    with LibpqEnv(params) as env:
-        out = subprocess.run([pg.bin('psql'), '-XAtc', 'SELECT current_user'], env=env.environ, check=False,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             universal_newlines=True)
-    assert out.stdout.strip() == 'odd', out.stderr
-
-
-def test_params_from_prefixed_dict_and_labels():
-    params = ConnParams.from_params({'src_login_host': 'db1', 'src_login_port': 5433,
-                                     'src_db': 'app'}, prefix='src_')
+def test_params_from_dict_and_labels():
+    params = ConnParams.from_params({'login_host': 'db1', 'login_port': 5433, 'db': 'app',
+                                     'login_user': None, 'unrelated': 1})
     assert params.libpq_kwargs()['host'] == 'db1'
     assert params.where() == 'db1 port 5433, database "app", user "postgres"'
+
+
+def test_our_sessions_turn_off_server_timeouts(pg_db):
+    """A database that ends idle or slow sessions must not end ours half-way."""
+    cluster, name = pg_db
+    cluster.sql("ALTER DATABASE \"%s\" SET statement_timeout = '50ms'" % name)
+    cluster.sql("ALTER DATABASE \"%s\" SET idle_in_transaction_session_timeout = '50ms'" % name)
+    cluster.sql("ALTER DATABASE \"%s\" SET idle_session_timeout = '50ms'" % name)
+    conn = connect(ConnParams.from_params(cluster.conn_params(name)))
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT pg_sleep(0.2)')          # longer than statement_timeout
+            time.sleep(0.2)                               # idle in transaction, longer than the limit
+            cur.execute("SELECT current_setting('statement_timeout'), "
+                        "current_setting('idle_in_transaction_session_timeout'), "
+                        "current_setting('idle_session_timeout')")
+            assert cur.fetchone() == ('0', '0', '0')
+        conn.commit()
+        time.sleep(0.2)                                   # idle outside a transaction
+        with conn.cursor() as cur:
+            cur.execute('SELECT 1')
+            assert cur.fetchone() == (1,)
+    finally:
+        conn.close()
