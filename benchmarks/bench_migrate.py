@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.join(ROOT, '.venv', 'collections'))
 
 from tests.harness.pgcluster import PgCluster  # noqa: E402
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams  # noqa: E402
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (  # noqa: E402
-    MigrateOptions, Migrator)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine  # noqa: E402
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions  # noqa: E402
 
 
 def make_folder(n):
@@ -65,7 +65,8 @@ def bench_psql(pg, script, db):
 def bench_engine(pg, path, db, **opts):
     params = ConnParams.from_params(pg.conn_params(db))
     started = time.time()
-    result = Migrator(params, MigrateOptions(path, **opts)).migrate()
+    engine = MigrateEngine(params, MigrateOptions(path, **opts))
+    result = engine.apply(engine.plan())       # what the module does on a real run
     return time.time() - started, result
 
 

@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
+import os
+
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 
 try:
@@ -126,4 +129,141 @@ def select_tables(tables, schemas=None, include=None, exclude=None):
         if exclude and unwanted(schema, name):
             continue
         out.append((schema, name))
+    return out
+
+
+# -- generated names and scratch databases ---------------------------------------
+
+MAX_IDENTIFIER_BYTES = 63          # NAMEDATALEN - 1: PostgreSQL cuts longer names silently
+SCRATCH_PREFIX = 'dbdevops_'
+SCRATCH_COMMENT = 'dbdevops.postgresql scratch database; dropped by the next run when no run holds it'
+_SCRATCH_LOCK_CLASS = 0x64627376   # advisory lock class: 'dbsv'
+
+
+def utf8_prefix(text, max_bytes):
+    """The longest prefix of ``text`` whose UTF-8 form fits ``max_bytes`` (never half a character)."""
+    data = text.encode('utf-8')[:max(0, max_bytes)]
+    return data.decode('utf-8', 'ignore')
+
+
+def check_identifier(name, what):
+    """Raise DbDevopsError when ``name`` would be cut by PostgreSQL (over 63 bytes) or is empty."""
+    size = len(name.encode('utf-8'))
+    if not name or size > MAX_IDENTIFIER_BYTES:
+        raise DbDevopsError('%s %r is %d bytes; PostgreSQL keeps at most %d bytes of a name and would '
+                            'cut it: choose a shorter name' % (what, name, size, MAX_IDENTIFIER_BYTES))
+    return name
+
+
+def scratch_name(kind, base=''):
+    """A new, unique name for a scratch database of ``kind`` (restore, swap, drill, verify):
+    ``dbdevops_<kind>_<as much of base as fits>_<random>``, at most 63 bytes."""
+    token = binascii.hexlify(os.urandom(5)).decode('ascii')
+    head = '%s%s_' % (SCRATCH_PREFIX, kind)
+    room = MAX_IDENTIFIER_BYTES - len(head.encode('utf-8')) - len(token) - 1
+    name = '%s%s_%s' % (head, utf8_prefix(base, room), token)
+    return check_identifier(name, 'generated name')
+
+
+class ScratchClaim(object):
+    """Marks a scratch database as ours for as long as this run lives.
+
+    Holds a session advisory lock keyed on the name on its own connection (to
+    the maintenance database), and comments the database as scratch once it
+    exists (``mark(cur)``).  kill -9 ends the session and frees the lock, so
+    ``drop_stale_scratch`` of a later run knows the database is abandoned.
+    """
+
+    def __init__(self, connect_fn, name):
+        self.name = name
+        self.conn = connect_fn()
+        self.conn.autocommit = True
+        with self.conn.cursor() as cur:
+            cur.execute('SELECT pg_advisory_lock(%s, hashtext(%s))', (_SCRATCH_LOCK_CLASS, name))
+
+    def mark(self, cur):
+        """Comment the (new) database as a scratch database of ours."""
+        cur.execute(pgsql.SQL('COMMENT ON DATABASE {} IS {}').format(
+            pgsql.Identifier(self.name), pgsql.Literal(SCRATCH_COMMENT)))
+
+    def release(self):
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            finally:
+                self.conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.release()
+        return False
+
+
+STALE_SCRATCH_SQL = """
+SELECT d.datname FROM pg_database d
+ WHERE d.datname LIKE 'dbdevops\\_%%'
+   AND shobj_description(d.oid, 'pg_database') = %s
+   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+ ORDER BY 1
+"""
+
+
+def drop_stale_scratch(conn):
+    """Drop scratch databases a killed run left behind; returns their names.
+
+    A scratch database is stale when it carries our comment, nobody is
+    connected to it, and no live run holds its advisory lock.  ``conn`` is an
+    autocommit connection to another database of the same server.
+    """
+    dropped = []
+    with conn.cursor() as cur:
+        cur.execute(STALE_SCRATCH_SQL, (SCRATCH_COMMENT,))
+        for (name,) in cur.fetchall():
+            cur.execute('SELECT pg_try_advisory_lock(%s, hashtext(%s))', (_SCRATCH_LOCK_CLASS, name))
+            if not cur.fetchone()[0]:
+                continue                                   # a live run holds it
+            try:
+                cur.execute(pgsql.SQL('DROP DATABASE IF EXISTS {}').format(pgsql.Identifier(name)))
+                dropped.append(name)
+            except Exception:  # noqa: BLE001 - someone connected meanwhile: leave it for next time
+                pass
+            finally:
+                cur.execute('SELECT pg_advisory_unlock(%s, hashtext(%s))', (_SCRATCH_LOCK_CLASS, name))
+    return dropped
+
+
+# -- sequences and large objects (data that is not in any table) -------------------
+
+SEQUENCES_SQL = """
+SELECT n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'S'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_temp'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2
+"""
+
+
+def sequence_values(cur):
+    """{qualified sequence: [last_value, is_called]} of every user sequence."""
+    cur.execute(SEQUENCES_SQL)
+    out = {}
+    for schema, name in cur.fetchall():
+        cur.execute(pgsql.SQL('SELECT last_value, is_called FROM {}.{}').format(
+            pgsql.Identifier(schema), pgsql.Identifier(name)))
+        last_value, is_called = cur.fetchone()
+        out[qualified(schema, name)] = [int(last_value), bool(is_called)]
+    return out
+
+
+def large_object_digests(cur):
+    """{oid (str): md5 of its content} of every large object (read with lo_get, one at a time)."""
+    cur.execute('SELECT oid FROM pg_largeobject_metadata ORDER BY oid')
+    out = {}
+    for (oid,) in cur.fetchall():
+        cur.execute('SELECT md5(lo_get(%s))', (oid,))
+        out[str(oid)] = cur.fetchone()[0]
     return out

@@ -74,6 +74,22 @@ def conn_params(params, block=None):
     return ConnParams.from_params(merged)
 
 
+def connection_blocks(options_cls, *names):
+    """Spec entries for the ``src``/``dst`` style options ``names`` an options dataclass declares.
+
+    The dataclass says what each block is (``type='dict'``, required or not);
+    this adds the connection options as its suboptions (``block_spec()``).
+    Pass the result as ``new_module(..., extra=...)``.
+    """
+    declared = _options.argument_spec(options_cls)
+    return dict((name, dict(declared[name], options=block_spec())) for name in names)
+
+
+def block_params(params, *blocks):
+    """ConnParams of each block (a dict or None) in turn, each over the top-level options."""
+    return tuple(conn_params(params, block) for block in blocks)
+
+
 def argument_spec(options_cls=None, connection=True, extra=None):
     """Connection options (``connection=True``), then the engine's options, then ``extra``."""
     spec = connection_spec() if connection else {}
@@ -107,7 +123,6 @@ def run(module, make_engine):
         for warning in details.pop('warnings', None) or []:
             module.warn(warning)
         details.pop('diff', None)
-        details.pop('changed', None)
         module.fail_json(msg=str(exc), **details)
     return exit_with(module, result)
 

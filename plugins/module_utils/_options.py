@@ -51,9 +51,11 @@ def option(default=None, type='str', required=False, choices=None, aliases=None,
     if no_log:
         meta['no_log'] = True
     meta.update(extra)
+    # option() is what a dataclass body calls, so field() is in effect called there.
     if isinstance(default, (list, dict)):
-        return dataclasses.field(default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
-    return dataclasses.field(default=default, metadata=meta)
+        return dataclasses.field(  # pylint: disable=invalid-field-call
+            default_factory=lambda d=default: copy.deepcopy(d), metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)  # pylint: disable=invalid-field-call
 
 
 def declared(cls):

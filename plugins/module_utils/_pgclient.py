@@ -23,6 +23,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import contextlib
 import ctypes
 import ctypes.util
 import glob
@@ -322,15 +323,35 @@ class TocEntry(object):
 def read_toc(pg_restore, archive, env=None):
     """The archive's table of contents: [TocEntry] in archive order, comments left out.
 
-    Raises ClientError naming the archive when pg_restore cannot read it.
+    Raises ClientError naming the archive when pg_restore cannot read it; its
+    details hold ``archive`` and pg_restore's ``stderr``.
     """
     done = run([pg_restore, '--list', archive], env=env)
     if not done.ok:
         raise ClientError('pg_restore cannot read the archive %s (%s)' % (archive, done.why()),
-                          archive=archive)
+                          archive=archive, stderr=done.stderr)
     entries = []
     for line in done.stdout.splitlines():
         match = TOC_LINE.match(line)
         if match:
             entries.append(TocEntry(line, match.group('dump_id'), match.group('rest')))
     return entries
+
+
+@contextlib.contextmanager
+def use_list(entries, tmpdir=None):
+    """A temporary ``pg_restore --use-list`` file naming ``entries`` (TocEntry), removed afterwards.
+
+        with use_list(chosen) as path:
+            run([pg_restore, '--use-list=%s' % path, ...])
+    """
+    fd, path = tempfile.mkstemp(prefix='dbdevops-use-list-', dir=tmpdir)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            handle.write(''.join(entry.line + '\n' for entry in entries))
+        yield path
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

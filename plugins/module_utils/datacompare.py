@@ -8,18 +8,23 @@ text), and only those two numbers travel.
 
     report = compare(ConnParams(...), ConnParams(...), schemas=['public'])
     report['equal'], report['differences']
+
+The module runs it as an engine (``DataCompareEngine((src, dst), options)``,
+``plan()`` / ``apply(plan)``): read-only, never a change.  No Ansible imports.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import threading
+import concurrent.futures
+import dataclasses
 import time
 
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    connect, quote_ident)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils._catalog import list_user_tables
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 
 try:
@@ -38,57 +43,64 @@ CHECKSUM_SQL = ("SELECT count(*), coalesce(sum(('x' || substr(md5(t::text), 1, 1
                 "::numeric), 0)::text FROM ONLY {}.{} AS t")
 
 
+@dataclasses.dataclass
+class DataCompareOptions(object):
+    """The options of data_compare (the connection blocks' suboptions come from ``_module``)."""
+    src: dict = option(type='dict', required=True, cli=False)
+    dst: dict = option(type='dict', required=True, cli=False)
+    schemas: list = option([], type='list', elements='str')
+    tables: list = option([], type='list', elements='str')
+    exclude_tables: list = option([], type='list', elements='str')
+    checksums: bool = option(True, type='bool')
+    fail_on_difference: bool = option(False, type='bool')
+
+
 class CompareError(DbDevopsError):
     """A side could not be read (the message names which side and table)."""
 
 
-def _key(schema, name):
-    return '%s.%s' % (quote_ident(schema), quote_ident(name))
-
-
-def _selected(tables, schemas, only_tables, exclude):
-    out = []
-    for schema, name in tables:
-        key = _key(schema, name)
-        plain = '%s.%s' % (schema, name)
-        if schemas and schema not in schemas:
-            continue
-        if only_tables and not ({key, plain, name} & set(only_tables)):
-            continue
-        if exclude and ({key, plain, name} & set(exclude)):
-            continue
-        out.append((schema, name))
-    return out
-
-
-def _side(label, params, schemas, only_tables, exclude, checksums, result):
+def _side(label, params, schemas, only_tables, exclude, checksums):
+    """{qualified table: {rows, checksum}} of one side, read in one snapshot."""
     try:
         conn = connect(params, application_name='dbdevops-data-compare')
     except DbDevopsError as exc:
-        result['error'] = '%s: %s' % (label, exc)
-        return
+        raise CompareError('data comparison failed reading the %s: %s' % (label, exc))
     try:
         conn.set_session(readonly=True, isolation_level='REPEATABLE READ')
         with conn.cursor() as cur:
             for name, value in SESSION_SETTINGS:
                 cur.execute('SELECT set_config(%s, %s, true)', (name, value))
-            tables = _selected(list_user_tables(cur), schemas, only_tables, exclude)
+            tables = _catalog.select_tables(_catalog.list_user_tables(cur), schemas,
+                                            include=only_tables, exclude=exclude)
             data = {}
             for schema, name in tables:
-                ident = (pgsql.Identifier(schema), pgsql.Identifier(name))
                 if checksums:
-                    cur.execute(pgsql.SQL(CHECKSUM_SQL).format(*ident))
+                    cur.execute(pgsql.SQL(CHECKSUM_SQL).format(pgsql.Identifier(schema),
+                                                               pgsql.Identifier(name)))
                     rows, checksum = cur.fetchone()
                 else:
-                    cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(*ident))
+                    cur.execute(_catalog.count_sql(schema, name))
                     rows, checksum = cur.fetchone()[0], None
-                data[_key(schema, name)] = dict(rows=rows, checksum=checksum)
-            result['tables'] = data
+                data[_catalog.qualified(schema, name)] = dict(rows=rows, checksum=checksum)
         conn.rollback()
+        return data
     except Exception as exc:  # noqa: BLE001 - reported as a CompareError with the side
-        result['error'] = '%s (%s): %s' % (label, params.where(), str(exc).strip().splitlines()[0])
+        raise CompareError('data comparison failed reading the %s (%s): %s'
+                           % (label, params.where(), str(exc).strip().splitlines()[0]))
     finally:
         conn.close()
+
+
+def _status(a, b):
+    if a is None:
+        return 'missing in source'
+    if b is None:
+        return 'missing in destination'
+    if a['rows'] != b['rows']:
+        return 'row count differs'
+    if a['checksum'] != b['checksum']:
+        return 'content differs'
+    return 'equal'
 
 
 def compare(src, dst, schemas=None, tables=None, exclude_tables=None, checksums=True):
@@ -96,36 +108,23 @@ def compare(src, dst, schemas=None, tables=None, exclude_tables=None, checksums=
 
     ``equal`` is true when both sides hold the same tables with the same
     counts and checksums.  Both sides are read in parallel, each in one
-    repeatable-read snapshot.
+    repeatable-read snapshot.  Table names in ``tables`` and ``exclude_tables``
+    are read by ``_catalog.parse_table`` (a bare name matches in any schema).
     """
     t0 = time.monotonic()
-    results = (dict(), dict())
-    threads = [threading.Thread(target=_side, args=(label, params, schemas or [], tables or [],
-                                                    exclude_tables or [], checksums, res))
-               for label, params, res in (('source', src, results[0]), ('destination', dst, results[1]))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for res in results:
-        if 'error' in res:
-            raise CompareError('data comparison failed reading the %s' % res['error'])
-    left, right = results[0]['tables'], results[1]['tables']
+    for text in list(tables or []) + list(exclude_tables or []):
+        _catalog.parse_table(text)   # a name that cannot be read is the caller's error, not a side's
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+        sides = [pool.submit(_side, label, params, schemas or [], tables or [], exclude_tables or [],
+                             checksums)
+                 for label, params in (('source', src), ('destination', dst))]
+    left, right = [side.result() for side in sides]   # the source's error first, as before
     report, differences = {}, []
     for key in sorted(set(left) | set(right)):
         a, b = left.get(key), right.get(key)
         entry = dict(src_rows=a and a['rows'], dst_rows=b and b['rows'],
-                     src_checksum=a and a['checksum'], dst_checksum=b and b['checksum'])
-        if a is None:
-            entry['status'] = 'missing in source'
-        elif b is None:
-            entry['status'] = 'missing in destination'
-        elif a['rows'] != b['rows']:
-            entry['status'] = 'row count differs'
-        elif a['checksum'] != b['checksum']:
-            entry['status'] = 'content differs'
-        else:
-            entry['status'] = 'equal'
+                     src_checksum=a and a['checksum'], dst_checksum=b and b['checksum'],
+                     status=_status(a, b))
         report[key] = entry
         if entry['status'] != 'equal':
             differences.append(dict(table=key, status=entry['status'], src_rows=entry['src_rows'],
@@ -133,3 +132,37 @@ def compare(src, dst, schemas=None, tables=None, exclude_tables=None, checksums=
     return dict(equal=not differences, tables=report, differences=differences,
                 tables_compared=len(report), checksums=bool(checksums),
                 duration_ms=int(round((time.monotonic() - t0) * 1000)))
+
+
+def difference_message(report):
+    """The one-line failure of ``fail_on_difference``: how many tables differ, and which (first 20)."""
+    return 'the databases differ in %d table(s): %s' % (
+        len(report['differences']), ', '.join('%s (%s)' % (d['table'], d['status'])
+                                              for d in report['differences'][:20]))
+
+
+class DataCompareEngine(object):
+    """data_compare as an engine: ``sides`` is ``(src ConnParams, dst ConnParams)``.
+
+    ``plan()`` does the comparison (it only reads); ``apply(plan)`` has
+    nothing left to do and returns the same answer, so check mode and a real
+    run report the same keys.  ``changed`` is always false.  With
+    ``fail_on_difference`` a difference raises DbDevopsError carrying the
+    report, in check mode too.
+    """
+
+    def __init__(self, sides, options):
+        self.src, self.dst = sides
+        self.options = options
+
+    def plan(self):
+        opts = self.options
+        report = compare(self.src, self.dst, schemas=opts.schemas, tables=opts.tables,
+                         exclude_tables=opts.exclude_tables, checksums=opts.checksums)
+        plan = Plan(False, values=report)
+        if opts.fail_on_difference and not report['equal']:
+            raise DbDevopsError(difference_message(report), **plan.result())
+        return plan
+
+    def apply(self, plan):
+        return plan.result()

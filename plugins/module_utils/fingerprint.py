@@ -20,6 +20,8 @@ __metaclass__ = type
 import hashlib
 import json
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._catalog import qualified, quote_ident
+
 _SKIP_SCHEMAS = "('pg_catalog', 'information_schema', 'pg_toast')"
 _USER_NS = ("n.nspname NOT IN %s AND n.nspname NOT LIKE 'pg\\_temp\\_%%' "
             "AND n.nspname NOT LIKE 'pg\\_toast\\_temp\\_%%'" % _SKIP_SCHEMAS)
@@ -102,10 +104,9 @@ QUERIES = (
         WHERE NOT t.tgisinternal AND %s AND %s""" % (_USER_NS, _NOT_EXT % 'c.oid')),
     ('sequence', """
         SELECT 'sequence ' || quote_ident(n.nspname) || '.' || quote_ident(c.relname),
-               json_build_object('schema', n.nspname, 'name', c.relname,
-                                 'type', format_type(s.seqtypid, NULL), 'start', s.seqstart,
-                                 'increment', s.seqincrement, 'min', s.seqmin, 'max', s.seqmax,
-                                 'cycle', s.seqcycle)
+               json_build_object('schema', n.nspname, 'name', c.relname, 'type', format_type(s.seqtypid, NULL),
+                                 'start', s.seqstart, 'increment', s.seqincrement,
+                                 'min', s.seqmin, 'max', s.seqmax, 'cycle', s.seqcycle)
         FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid
         JOIN pg_namespace n ON n.oid = c.relnamespace
         WHERE %s AND %s""" % (_USER_NS, _NOT_EXT % 'c.oid')),
@@ -128,9 +129,10 @@ def take(conn, exclude_tables=()):
     """Fingerprint of the database behind ``conn`` (a psycopg2 connection).
 
     ``exclude_tables`` is a list of ``(schema, table)`` left out with everything
-    on them (the migration history table, typically).
+    on them (the migration history table, typically); a schema of ``None``
+    matches in any schema (``_catalog.parse_table`` of a bare name).
     """
-    exclude = set((s, t) for s, t in exclude_tables)
+    exclude = list(exclude_tables)
     result = {}
     with conn.cursor() as cur:
         for _kind, query in QUERIES:
@@ -139,16 +141,21 @@ def take(conn, exclude_tables=()):
                 if isinstance(attrs, str):
                     attrs = json.loads(attrs)
                 table = (attrs.get('schema'), attrs.get('table') or attrs.get('name'))
-                if table in exclude or _owned_by_excluded(key, attrs, exclude):
+                if _excluded(table, exclude) or _owned_by_excluded(key, attrs, exclude):
                     continue
                 result[key] = attrs
     return result
 
 
+def _excluded(table, exclude):
+    schema, name = table
+    return any(t == name and s in (None, schema) for s, t in exclude)
+
+
 def _owned_by_excluded(key, attrs, exclude):
     if not key.startswith('sequence '):
         return False
-    return any(attrs.get('schema') == s and attrs.get('name', '').startswith(t + '_')
+    return any(s in (None, attrs.get('schema')) and attrs.get('name', '').startswith(t + '_')
                for s, t in exclude)
 
 
@@ -206,14 +213,6 @@ def _short(attrs):
     return ''
 
 
-def _qi(name):
-    return '"%s"' % name.replace('"', '""')
-
-
-def _qn(schema, name):
-    return '%s.%s' % (_qi(schema), _qi(name))
-
-
 _ORDER = ('extension', 'schema', 'type', 'sequence', 'table', 'column', 'constraint', 'index',
           'function', 'view', 'materialized', 'trigger')
 
@@ -261,7 +260,7 @@ def sync_script(target, source):
 
 
 def _column_sql(col):
-    text = '%s %s' % (_qi(col['name']), col['type'])
+    text = '%s %s' % (quote_ident(col['name']), col['type'])
     if col.get('default') is not None and not col.get('generated'):
         text += ' DEFAULT %s' % col['default']
     if col.get('not_null'):
@@ -272,33 +271,33 @@ def _column_sql(col):
 def _create(key, a, source):
     kind = _kind(key)
     if kind == 'extension':
-        return ['CREATE EXTENSION IF NOT EXISTS %s;' % _qi(a['name'])]
+        return ['CREATE EXTENSION IF NOT EXISTS %s;' % quote_ident(a['name'])]
     if kind == 'schema':
-        return ['CREATE SCHEMA %s;' % _qi(a['name'])]
+        return ['CREATE SCHEMA %s;' % quote_ident(a['name'])]
     if kind == 'type':
-        return ['CREATE TYPE %s AS ENUM (%s);' % (_qn(a['schema'], a['name']), ', '.join(
+        return ['CREATE TYPE %s AS ENUM (%s);' % (qualified(a['schema'], a['name']), ', '.join(
             "'%s'" % lbl.replace("'", "''") for lbl in a.get('labels') or []))]
     if kind == 'sequence':
         return ['CREATE SEQUENCE IF NOT EXISTS %s AS %s INCREMENT %s MINVALUE %s MAXVALUE %s START %s%s;'
-                % (_qn(a['schema'], a['name']), a['type'], a['increment'], a['min'], a['max'],
+                % (qualified(a['schema'], a['name']), a['type'], a['increment'], a['min'], a['max'],
                    a['start'], ' CYCLE' if a['cycle'] else '')]
     if kind == 'table':
         cols = [v for k, v in sorted(source.items()) if _kind(k) == 'column'
                 and v['schema'] == a['schema'] and v['table'] == a['name']]
-        return ['CREATE TABLE %s (%s);' % (_qn(a['schema'], a['name']),
+        return ['CREATE TABLE %s (%s);' % (qualified(a['schema'], a['name']),
                                            ', '.join(_column_sql(c) for c in cols))]
     if kind == 'column':
-        return ['ALTER TABLE %s ADD COLUMN %s;' % (_qn(a['schema'], a['table']), _column_sql(a))]
+        return ['ALTER TABLE %s ADD COLUMN %s;' % (qualified(a['schema'], a['table']), _column_sql(a))]
     if kind == 'constraint':
         return ['ALTER TABLE %s ADD CONSTRAINT %s %s;'
-                % (_qn(a['schema'], a['table']), _qi(a['name']), a['definition'])]
+                % (qualified(a['schema'], a['table']), quote_ident(a['name']), a['definition'])]
     if kind == 'index':
         return ['%s;' % a['definition']]
     if kind in ('function',):
         return ['%s;' % a['definition'].rstrip()] if a.get('definition') else []
     if kind in ('view', 'materialized'):
         return ['CREATE %sVIEW %s AS %s' % ('MATERIALIZED ' if a.get('materialized') else '',
-                                            _qn(a['schema'], a['name']), a['definition'].strip())]
+                                            qualified(a['schema'], a['name']), a['definition'].strip())]
     if kind == 'trigger':
         return ['%s;' % a['definition']]
     return ['-- cannot create %s automatically' % key]
@@ -307,8 +306,8 @@ def _create(key, a, source):
 def _alter(key, old, new):
     kind = _kind(key)
     if kind == 'column':
-        table = _qn(new['schema'], new['table'])
-        col = _qi(new['name'])
+        table = qualified(new['schema'], new['table'])
+        col = quote_ident(new['name'])
         out = []
         if old.get('type') != new.get('type'):
             out.append('ALTER TABLE %s ALTER COLUMN %s TYPE %s;' % (table, col, new['type']))
@@ -323,37 +322,33 @@ def _alter(key, old, new):
     if kind in ('function',) and new.get('definition'):
         return ['%s;' % new['definition'].rstrip()]
     if kind in ('view',) and not new.get('materialized'):
-        return ['CREATE OR REPLACE VIEW %s AS %s' % (_qn(new['schema'], new['name']),
+        return ['CREATE OR REPLACE VIEW %s AS %s' % (qualified(new['schema'], new['name']),
                                                      new['definition'].strip())]
     return _drop(key, old, {}) + _create(key, new, {})
 
 
+# Objects dropped by name alone: schema-qualified, but for extensions and schemas.
+_DROP_BY_NAME = dict(extension='EXTENSION', schema='SCHEMA', type='TYPE', sequence='SEQUENCE',
+                     table='TABLE', index='INDEX')
+
+
 def _drop(key, a, source):
     kind = _kind(key)
-    if kind == 'extension':
-        return ['DROP EXTENSION IF EXISTS %s;' % _qi(a['name'])]
-    if kind == 'schema':
-        return ['DROP SCHEMA IF EXISTS %s;' % _qi(a['name'])]
-    if kind == 'type':
-        return ['DROP TYPE IF EXISTS %s;' % _qn(a['schema'], a['name'])]
-    if kind == 'sequence':
-        return ['DROP SEQUENCE IF EXISTS %s;' % _qn(a['schema'], a['name'])]
-    if kind == 'table':
-        return ['DROP TABLE IF EXISTS %s;' % _qn(a['schema'], a['name'])]
+    if kind in _DROP_BY_NAME:
+        name = quote_ident(a['name']) if kind in ('extension', 'schema') else qualified(a['schema'], a['name'])
+        return ['DROP %s IF EXISTS %s;' % (_DROP_BY_NAME[kind], name)]
     if kind == 'column':
         return ['ALTER TABLE %s DROP COLUMN IF EXISTS %s;'
-                % (_qn(a['schema'], a['table']), _qi(a['name']))]
+                % (qualified(a['schema'], a['table']), quote_ident(a['name']))]
     if kind == 'constraint':
         return ['ALTER TABLE IF EXISTS %s DROP CONSTRAINT IF EXISTS %s;' % (
-            _qn(a['schema'], a['table']), _qi(a['name']))]
-    if kind == 'index':
-        return ['DROP INDEX IF EXISTS %s;' % _qn(a['schema'], a['name'])]
+            qualified(a['schema'], a['table']), quote_ident(a['name']))]
     if kind == 'function':
         return ['DROP %s IF EXISTS %s.%s(%s);' % ('PROCEDURE' if a.get('kind') == 'p' else 'FUNCTION',
-                                                  _qi(a['schema']), _qi(a['name']), a['arguments'])]
+                                                  quote_ident(a['schema']), quote_ident(a['name']), a['arguments'])]
     if kind in ('view', 'materialized'):
         return ['DROP %sVIEW IF EXISTS %s;'
-                % ('MATERIALIZED ' if a.get('materialized') else '', _qn(a['schema'], a['name']))]
+                % ('MATERIALIZED ' if a.get('materialized') else '', qualified(a['schema'], a['name']))]
     if kind == 'trigger':
-        return ['DROP TRIGGER IF EXISTS %s ON %s;' % (_qi(a['name']), _qn(a['schema'], a['table']))]
+        return ['DROP TRIGGER IF EXISTS %s ON %s;' % (quote_ident(a['name']), qualified(a['schema'], a['table']))]
     return ['-- cannot drop %s automatically' % key]

@@ -104,6 +104,13 @@ options:
       - Folder holding C(pg_dump) and C(pg_restore). Default is the lowest installed
         C(/usr/lib/postgresql/N/bin) with N at least the server's major version, else E(PATH).
     type: path
+  lock_wait_timeout:
+    description:
+      - Fail the backup instead of waiting longer than this for the shared lock on a table at the
+        start of the dump (C(pg_dump --lock-wait-timeout)), for example V(30s) or V(5min); a
+        number alone is milliseconds. Default waits as long as it takes.
+      - A backup that fails this way records nothing and leaves earlier backups untouched.
+    type: str
   retention_keep_last:
     description:
       - Keep the newest N complete backups of each database.
@@ -177,12 +184,12 @@ EXAMPLES = r'''
 
 RETURN = r'''
 backup_id:
-  description: Id of the (first) backup taken; in check mode the id it would have.
+  description: Id of the (first) backup taken; in check mode the id it would have (empty when no database).
   returned: always
   type: str
   sample: 20260101T020000Z-app
 path:
-  description: Folder of the (first) backup.
+  description: Folder of the (first) backup (empty in check mode).
   returned: always
   type: str
   sample: /var/backups/postgresql/20260101T020000Z-app
@@ -192,7 +199,7 @@ bytes:
   type: int
   sample: 7340032
 duration_ms:
-  description: Wall time of the backups in milliseconds.
+  description: Wall time of the backups in milliseconds (0 in check mode).
   returned: always
   type: int
   sample: 2210
@@ -204,7 +211,9 @@ manifest:
            "files": {"app.dump": {"sha256": "9f86d0...", "bytes": 7339000}},
            "tables": [{"schema": "public", "name": "orders", "rows": 120000}]}
 backups:
-  description: One entry per database backed up (or that would be).
+  description:
+    - One entry per database backed up (or that would be), with C(backup_id), C(database), C(path),
+      C(bytes) and C(duration_ms); in check mode C(path) is null and the sizes and times 0.
   returned: always
   type: list
   elements: dict
@@ -241,97 +250,14 @@ compression_supported:
   sample: [none, gzip]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog, engine
-
-RETENTION_KEYS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        dest=dict(type='path', required=True),
-        databases=dict(type='list', elements='str', default=[]),
-        all_databases=dict(type='bool', default=False),
-        format=dict(type='str', choices=['custom', 'directory'], default='custom'),
-        jobs=dict(type='int', default=1),
-        compression=dict(type='str', choices=['gzip', 'none', 'lz4', 'zstd'], default='gzip'),
-        compression_level=dict(type='int'),
-        globals=dict(type='bool', default=False),
-        count_rows=dict(type='bool', default=True),
-        os_owner=dict(type='str'),
-        pg_bin_dir=dict(type='path'),
-    )
-    for key in RETENTION_KEYS:
-        spec['retention_' + key] = dict(type='int')
-    spec['retention_verify'] = dict(type='bool', default=True)
-    return spec
-
-
-def _diff(before, taken, deleted):
-    after = sorted((set(before) | set(taken)) - set(deleted))
-    return dict(before=dict(backups=sorted(before)), after=dict(backups=after))
-
-
-def run(module):
-    p = module.params
-    params = ConnParams.from_params(p)
-    policy = catalog.RetentionPolicy(**dict((k, p['retention_' + k]) for k in RETENTION_KEYS))
-    opts = engine.BackupOptions(
-        dest=p['dest'], databases=p['databases'], all_databases=p['all_databases'],
-        format=p['format'], jobs=p['jobs'], compression=p['compression'],
-        compression_level=p['compression_level'], globals_dump=p['globals'],
-        count_rows=p['count_rows'], os_owner=p['os_owner'], pg_bin_dir=p['pg_bin_dir'])
-    plan = engine.plan_backup(params, opts)
-    before = [b['backup_id'] for b in catalog.list_backups(plan['dest'])[0]]
-    if module.check_mode:
-        now = _tools.utcnow()
-        would = [dict(backup_id=engine.new_backup_id(plan['dest'], db, now),
-                      database=db, path=None, bytes=0, duration_ms=0) for db in plan['databases']]
-        virtual = [dict(backup_id='(new) ' + w['backup_id'], database=w['database'], status='complete',
-                        end=_tools.iso(now), path=None, virtual=True) for w in would]
-        outcome = catalog.apply_retention(plan['dest'], policy, check_mode=True, extra=virtual,
-                                          verify=p['retention_verify'])
-        first = would[0] if would else {}
-        result = dict(changed=True, backup_id=first.get('backup_id', ''), path='', bytes=0,
-                      duration_ms=0, manifest={}, backups=would,
-                      deleted=[d['backup_id'] for d in outcome['deleted']],
-                      partial_removed=outcome['partial_removed'], retention_corrupt=outcome['corrupt'],
-                      compression_supported=plan['supported_compression'])
-    else:
-        results = engine.run_backup(params, plan)
-        outcome = catalog.apply_retention(plan['dest'], policy, verify=p['retention_verify'])
-        result = _result(plan, results, outcome)
-    if module._diff:
-        result['diff'] = _diff(before, [b['backup_id'] for b in result['backups']],
-                               result['deleted'])
-    return result
-
-
-def _result(plan, results, outcome):
-    first = results[0]
-    return dict(changed=True, backup_id=first['backup_id'], path=first['path'],
-                bytes=sum(r['bytes'] for r in results),
-                duration_ms=sum(r['duration_ms'] for r in results), manifest=first['manifest'],
-                backups=[dict((k, r[k]) for k in ('backup_id', 'database', 'path', 'bytes', 'duration_ms'))
-                         for r in results],
-                deleted=[d['backup_id'] for d in outcome['deleted']],
-                partial_removed=outcome['partial_removed'], retention_corrupt=outcome['corrupt'],
-                compression_supported=plan['supported_compression'])
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import conn_params, new_module, run
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup.engine import BackupEngine, BackupOptions
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[('databases', 'all_databases')])
-    try:
-        result = run(module)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    module.exit_json(**result)
+    module = new_module(BackupOptions)
+    run(module, lambda p: BackupEngine(conn_params(p), from_params(BackupOptions, p)))
 
 
 if __name__ == '__main__':

@@ -49,7 +49,7 @@ options:
     default: false
   fail_on_corrupt:
     description:
-      - Fail when any backup is corrupt (the result is still returned).
+      - Fail when any backup is corrupt (the result is still returned), in check mode too.
     type: bool
     default: false
   pg_bin_dir:
@@ -142,45 +142,15 @@ latest:
   sample: {"app": "20260101T020000Z-app"}
 '''
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import catalog
-
-
-def run(module):
-    p = module.params
-    pg_restore = os.path.join(p['pg_bin_dir'], 'pg_restore') if p['pg_bin_dir'] else None
-    backups, partial = catalog.list_backups(p['dest'], verify=p['verify'], database=p['database'],
-                                            pg_restore=pg_restore)
-    latest = {}
-    for b in backups:
-        if b['status'] in catalog.GOOD and b.get('database') not in latest:
-            latest[b['database']] = b['backup_id']
-    return dict(changed=False, backups=backups, partial=partial, count=len(backups),
-                corrupt=[b['backup_id'] for b in backups if b['status'] == 'corrupt'],
-                total_bytes=sum(b.get('bytes') or 0 for b in backups), latest=latest)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import new_module, run
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup.catalog import (
+    BackupInfoEngine, BackupInfoOptions)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(dest=dict(type='path', required=True), database=dict(type='str'),
-                           verify=dict(type='bool', default=False),
-                           fail_on_corrupt=dict(type='bool', default=False),
-                           pg_bin_dir=dict(type='path')),
-        supports_check_mode=True)
-    try:
-        result = run(module)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    if module.params['fail_on_corrupt'] and result['corrupt']:
-        damaged = ['%s (%s)' % (b['backup_id'], '; '.join(b['problems']))
-                   for b in result['backups'] if b['status'] == 'corrupt']
-        module.fail_json(msg='corrupt backups under %s: %s' % (module.params['dest'], '; '.join(damaged)),
-                         **result)
-    module.exit_json(**result)
+    module = new_module(BackupInfoOptions, connection=False)
+    run(module, lambda p: BackupInfoEngine(None, from_params(BackupInfoOptions, p)))
 
 
 if __name__ == '__main__':

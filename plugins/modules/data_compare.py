@@ -29,127 +29,21 @@ author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
   - dbdevops.postgresql.connection
+  - dbdevops.postgresql.connection.blocks
   - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
+    details: Read-only; check mode runs the same comparison and returns the same report.
   diff_mode:
     support: none
   platform:
     platforms: posix
 options:
   src:
-    description:
-      - Connection to the source database.
-      - Every suboption not given here takes the value of the top-level option of the same name,
-        so two databases on one server need only O(src.db) and O(dst.db).
-    type: dict
     required: true
-    suboptions:
-      login_user:
-        description:
-          - The role to log in as. Default O(login_user).
-        type: str
-      login_password:
-        description:
-          - The password of the block's login user. Default O(login_password).
-          - It reaches libpq through a C(0600) passfile, never a command line or a log.
-        type: str
-      login_host:
-        description:
-          - Host running the database. Default O(login_host) (empty means the local Unix socket).
-        type: str
-      login_unix_socket:
-        description:
-          - Directory of the Unix domain socket. Default O(login_unix_socket).
-        type: str
-      login_port:
-        description:
-          - Database port. Default O(login_port).
-        type: int
-        aliases: [ port ]
-      db:
-        description:
-          - Name of the database. Default O(db) (empty means C(postgres)).
-        type: str
-        aliases: [ login_db ]
-      ssl_mode:
-        description:
-          - libpq C(sslmode). Default O(ssl_mode).
-        type: str
-        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
-      ca_cert:
-        description:
-          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
-        type: str
-        aliases: [ ssl_rootcert ]
-      ssl_cert:
-        description:
-          - Client SSL certificate file. Default O(ssl_cert).
-        type: path
-      ssl_key:
-        description:
-          - Client SSL private key file. Default O(ssl_key).
-        type: path
-      connect_params:
-        description:
-          - Further libpq connection parameters. Default O(connect_params).
-        type: dict
   dst:
-    description:
-      - Connection to the destination database; same suboptions and defaults as O(src).
-    type: dict
     required: true
-    suboptions:
-      login_user:
-        description:
-          - The role to log in as. Default O(login_user).
-        type: str
-      login_password:
-        description:
-          - The password of the block's login user. Default O(login_password).
-          - It reaches libpq through a C(0600) passfile, never a command line or a log.
-        type: str
-      login_host:
-        description:
-          - Host running the database. Default O(login_host) (empty means the local Unix socket).
-        type: str
-      login_unix_socket:
-        description:
-          - Directory of the Unix domain socket. Default O(login_unix_socket).
-        type: str
-      login_port:
-        description:
-          - Database port. Default O(login_port).
-        type: int
-        aliases: [ port ]
-      db:
-        description:
-          - Name of the database. Default O(db) (empty means C(postgres)).
-        type: str
-        aliases: [ login_db ]
-      ssl_mode:
-        description:
-          - libpq C(sslmode). Default O(ssl_mode).
-        type: str
-        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
-      ca_cert:
-        description:
-          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
-        type: str
-        aliases: [ ssl_rootcert ]
-      ssl_cert:
-        description:
-          - Client SSL certificate file. Default O(ssl_cert).
-        type: path
-      ssl_key:
-        description:
-          - Client SSL private key file. Default O(ssl_key).
-        type: path
-      connect_params:
-        description:
-          - Further libpq connection parameters. Default O(connect_params).
-        type: dict
   schemas:
     description:
       - Compare only tables in these schemas. Default all user schemas.
@@ -159,12 +53,14 @@ options:
   tables:
     description:
       - Compare only these tables (C(name), C(schema.name)).
+      - Names are taken as written (no case folding); double-quote a part holding a dot or a quote,
+        as in C("my.schema"."My Table") (C("") is one quote). A bare C(name) matches in any schema.
     type: list
     elements: str
     default: []
   exclude_tables:
     description:
-      - Tables to leave out (C(name), C(schema.name)).
+      - Tables to leave out (C(name), C(schema.name)), written as in O(tables).
     type: list
     elements: str
     default: []
@@ -175,7 +71,7 @@ options:
     default: true
   fail_on_difference:
     description:
-      - Fail the task when the databases differ (the report is still returned).
+      - Fail the task when the databases differ (the report is still returned), in check mode too.
     type: bool
     default: false
 seealso:
@@ -230,6 +126,11 @@ tables_compared:
   returned: always
   type: int
   sample: 42
+checksums:
+  description: Whether content checksums were compared (O(checksums)); with V(false) only row counts were.
+  returned: always
+  type: bool
+  sample: true
 duration_ms:
   description: Wall time in milliseconds.
   returned: always
@@ -237,65 +138,17 @@ duration_ms:
   sample: 850
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils import datacompare
-
-
-def _block_spec():
-    """The connection options without defaults: unset ones fall back to the top level."""
-    spec = connection_argument_spec()
-    for option in spec.values():
-        option.pop('default', None)
-    return spec
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        src=dict(type='dict', required=True, options=_block_spec()),
-        dst=dict(type='dict', required=True, options=_block_spec()),
-        schemas=dict(type='list', elements='str', default=[]),
-        tables=dict(type='list', elements='str', default=[]),
-        exclude_tables=dict(type='list', elements='str', default=[]),
-        checksums=dict(type='bool', default=True),
-        fail_on_difference=dict(type='bool', default=False),
-    )
-    return spec
-
-
-def side_params(params, block):
-    """Connection of one side: the block's options over the top-level ones."""
-    merged = dict((field, params.get(field)) for field in ConnParams.FIELDS)
-    merged.update((field, value) for field, value in (block or {}).items()
-                  if field in ConnParams.FIELDS and value is not None)
-    return ConnParams.from_params(merged)
-
-
-def run(module):
-    p = module.params
-    src = side_params(p, p['src'])
-    dst = side_params(p, p['dst'])
-    report = datacompare.compare(src, dst, schemas=p['schemas'], tables=p['tables'],
-                                 exclude_tables=p['exclude_tables'], checksums=p['checksums'])
-    report['changed'] = False
-    return report
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (
+    block_params, connection_blocks, new_module, run)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.datacompare import (
+    DataCompareEngine, DataCompareOptions)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    if module.params['fail_on_difference'] and not result['equal']:
-        module.fail_json(msg='the databases differ in %d table(s): %s' % (
-            len(result['differences']), ', '.join('%s (%s)' % (d['table'], d['status'])
-                                                  for d in result['differences'][:20])), **result)
-    module.exit_json(**result)
+    module = new_module(DataCompareOptions, extra=connection_blocks(DataCompareOptions, 'src', 'dst'))
+    run(module, lambda p: DataCompareEngine(block_params(p, p['src'], p['dst']),
+                                            from_params(DataCompareOptions, p)))
 
 
 if __name__ == '__main__':

@@ -263,99 +263,39 @@ queries:
   elements: str
   sample: ["CREATE TABLE t (id int);"]
 verify_rollback:
-  description: Result of O(verify_rollback) (checked versions, files with no undo, first failure).
+  description:
+    - Result of O(verify_rollback) (checked versions, files with no undo, first failure).
+    - Also in check mode, since it does not touch O(db).
   returned: when O(verify_rollback=true)
   type: dict
   sample: {verified: true, checked: ["1", "2"], not_reversible: [], failure: null}
+history_created:
+  description:
+    - Whether this run created the history table (it is created on first use, even when
+      nothing is pending).
+    - In check mode, whether a run would create it; check mode creates nothing.
+  returned: always
+  type: bool
+  sample: false
+lock_wait_s:
+  description:
+    - Seconds this run waited for the migration lock held by another run (see O(lock_wait)).
+    - V(0.0) in check mode, which takes no lock.
+  returned: always
+  type: float
+  sample: 0.012
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, MigrationError, Migrator, describe_verify_failure, verify_rollback)
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        path=dict(type='path', required=True),
-        target=dict(type='str'),
-        allow_downgrade=dict(type='bool', default=False),
-        placeholders=dict(type='dict', default={}),
-        lock_timeout=dict(type='str', default='5s'),
-        lock_retries=dict(type='int', default=3),
-        statement_timeout=dict(type='str'),
-        lock_wait=dict(type='int', default=300),
-        history_schema=dict(type='str', default='public'),
-        history_table=dict(type='str', default='schema_migrations'),
-        out_of_order=dict(type='bool', default=False),
-        baseline_version=dict(type='str'),
-        repair=dict(type='bool', default=False),
-        lint=dict(type='bool', default=True),
-        fail_on_lint=dict(type='bool', default=False),
-        drop_invalid_indexes=dict(type='bool', default=False),
-        verify_rollback=dict(type='bool', default=False),
-        applied_by=dict(type='str'),
-    )
-    return spec
-
-
-def options_from(params):
-    keys = ('path', 'target', 'allow_downgrade', 'placeholders', 'lock_timeout', 'lock_retries',
-            'statement_timeout', 'lock_wait', 'history_schema', 'history_table', 'out_of_order',
-            'baseline_version', 'repair', 'lint', 'fail_on_lint', 'drop_invalid_indexes',
-            'applied_by')
-    return MigrateOptions(**dict((k, params[k]) for k in keys))
-
-
-def make_diff(before_version, after_version, sql):
-    return dict(before_header='version', after_header='version',
-                before='version: %s\n' % (before_version or 'none'),
-                after='version: %s\n%s' % (after_version or 'none', sql))
-
-
-def run_module(module):
-    params = ConnParams.from_params(module.params)
-    options = options_from(module.params)
-    result = {}
-    if module.params['verify_rollback']:
-        report = verify_rollback(params, options)
-        result['verify_rollback'] = report
-        if not report['verified']:
-            raise MigrationError(describe_verify_failure(report) + '; nothing was applied',
-                                 verify_rollback=report)
-    engine = Migrator(params, options)
-    if module.check_mode:
-        plan = engine.plan()
-        out = dict(changed=plan.changed, applied=[], current_version=plan.current_version,
-                   starting_version=plan.current_version, target_version=plan.target_version,
-                   pending=plan.pending, warnings_list=plan.warnings,
-                   lint=[f.to_dict() for f in plan.lint], plan=plan.to_dict())
-    else:
-        out = engine.migrate()
-        out['warnings_list'] = out.pop('warnings')
-    plan_dict = out['plan']
-    result.update(out)
-    result['queries'] = [s['sql'] for s in plan_dict['steps'] if s['sql']]
-    if module._diff and result['changed']:
-        result['diff'] = make_diff(plan_dict['current_version'],
-                                   result['current_version'] if not module.check_mode
-                                   else plan_dict['target_version'], plan_dict['sql'])
-    return result
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (
+    conn_params, new_module, run)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run_module(module)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    for warning in result.pop('warnings_list'):
-        module.warn(warning)
-    module.exit_json(**result)
+    module = new_module(MigrateOptions)
+    run(module, lambda p: MigrateEngine(conn_params(p), from_params(MigrateOptions, p)))
 
 
 if __name__ == '__main__':

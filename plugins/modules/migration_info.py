@@ -77,6 +77,11 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+changed:
+  description: Always false; nothing is ever changed.
+  returned: always
+  type: bool
+  sample: false
 current_version:
   description: Highest applied version (or the baseline); null when none.
   returned: always
@@ -152,41 +157,16 @@ history:
   sample: []
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, Migrator)
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        path=dict(type='path', required=True),
-        placeholders=dict(type='dict', default={}),
-        history_schema=dict(type='str', default='public'),
-        history_table=dict(type='str', default='schema_migrations'),
-        fail_on_drift=dict(type='bool', default=False),
-    )
-    return spec
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (
+    conn_params, new_module, run)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationInfoEngine
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrationInfoOptions
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    p = module.params
-    try:
-        engine = Migrator(ConnParams.from_params(p), MigrateOptions(
-            path=p['path'], placeholders=p['placeholders'], history_schema=p['history_schema'],
-            history_table=p['history_table']))
-        info = engine.info()
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    if p['fail_on_drift'] and info['drift']['drifted']:
-        module.fail_json(msg='schema drift since version %s: %s' % (
-            info['drift']['since_version'], '; '.join(info['drift']['summary'])), **info)
-    module.exit_json(changed=False, **info)
+    module = new_module(MigrationInfoOptions)
+    run(module, lambda p: MigrationInfoEngine(conn_params(p), from_params(MigrationInfoOptions, p)))
 
 
 if __name__ == '__main__':

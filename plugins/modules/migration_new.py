@@ -66,6 +66,12 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+changed:
+  description: Whether the files are new (would be written, in check mode); false when a migration
+    with the same description is already in O(path).
+  returned: always
+  type: bool
+  sample: true
 version:
   description: Version of the new (or already existing) migration.
   returned: always
@@ -79,30 +85,15 @@ files:
   sample: [{path: migrations/V20260101120000__add_users_last_login.sql, content: "-- add users last_login\n"}]
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import new_module, run
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationNewEngine
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrationNewOptions
 
 
 def main():
-    module = AnsibleModule(argument_spec=dict(
-        path=dict(type='path', required=True),
-        description=dict(type='str', required=True),
-        version=dict(type='str'),
-        style=dict(type='str', default='flyway', choices=['flyway', 'pair']),
-        template_dir=dict(type='path'),
-    ), supports_check_mode=True)
-    p = module.params
-    try:
-        plan = scaffold.plan_new(p['path'], p['description'], style=p['style'], version=p['version'],
-                                 template_dir=p['template_dir'])
-        if not module.check_mode:
-            scaffold.create_new(plan)
-    except (DbDevopsError, OSError) as e:
-        details = getattr(e, 'details', {})
-        module.fail_json(msg=str(e), **details)
-    module.exit_json(**plan)
+    module = new_module(MigrationNewOptions, connection=False)
+    run(module, lambda p: MigrationNewEngine(from_params(MigrationNewOptions, p)))
 
 
 if __name__ == '__main__':

@@ -168,7 +168,7 @@ backup_id:
   type: str
   sample: 20260101T020000Z-app
 target_db:
-  description: The database restored into (the scratch database for a drill).
+  description: The database restored into (the scratch database for a drill; empty in check mode of a drill).
   returned: always
   type: str
   sample: app_copy
@@ -178,14 +178,14 @@ action:
   type: str
   sample: create
 verification:
-  description: Checksums and row counts compared with the manifest.
-  returned: success
+  description: Checksums and row counts compared with the manifest (empty in check mode).
+  returned: always
   type: dict
   sample: {"checksums": "passed", "tables_checked": 12, "rows_expected": 1300000, "counted_while_restoring": 12,
            "mismatches": [], "errors": [], "passed": true}
 terminated_sessions:
-  description: Sessions ended before the swap (O(terminate_connections=true)).
-  returned: success
+  description: Sessions ended before the swap (O(terminate_connections=true)); empty in check mode.
+  returned: unless O(drill=true)
   type: list
   elements: dict
   sample: []
@@ -196,120 +196,51 @@ target_sessions:
   elements: dict
   sample: [{"pid": 4242, "user": "app", "application_name": "web", "client_addr": "10.0.0.5", "state": "idle"}]
 drill:
-  description: Result of a drill (O(drill=true)).
-  returned: when drill
+  description:
+    - Result of a drill (O(drill=true)). In check mode C(passed) is null and nothing else is filled in.
+  returned: when O(drill=true)
   type: dict
-  sample: {"passed": true, "scratch_db": "drill_app_4242", "verification": {"passed": true}, "error": null}
+  sample: {"passed": true, "backup_id": "20260101T020000Z-app", "database": "app", "scratch_db": "drill_app_4242",
+           "verification": {"passed": true}, "error": null, "duration_ms": 6100}
 tables:
-  description: Number of tables restored (as listed in the manifest).
-  returned: success
+  description: Number of tables restored (or that would be), as listed in the manifest.
+  returned: unless O(drill=true)
   type: int
   sample: 12
 restored_tables:
-  description: The tables restored (quoted C(schema.name)).
-  returned: success
+  description: The tables restored (or that would be), quoted C(schema.name).
+  returned: unless O(drill=true)
   type: list
   elements: str
   sample: ['"public"."customers"', '"sales"."orders"']
 skipped:
   description: With O(tables), foreign keys left out because the table they reference is not restored.
-  returned: success
+  returned: unless O(drill=true)
   type: list
   elements: dict
   sample: [{"table": '"sales"."orders"', "foreign_key": "orders_customer_id_fkey", "references": '"public"."customers"',
             "reason": "the referenced table is not restored"}]
 globals_restored:
-  description: Whether roles and tablespaces were restored first.
-  returned: success
+  description: Whether roles and tablespaces were restored first (in check mode, whether they would be).
+  returned: unless O(drill=true)
   type: bool
   sample: false
 duration_ms:
-  description: Wall time in milliseconds.
-  returned: success
+  description: Wall time in milliseconds (0 in check mode).
+  returned: always
   type: int
   sample: 6100
 '''
 
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import restore
-
-
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        src=dict(type='path', required=True),
-        backup_id=dict(type='str', default='latest'),
-        backup_db=dict(type='str'),
-        target_db=dict(type='str'),
-        replace=dict(type='bool', default=False),
-        terminate_connections=dict(type='bool', default=False),
-        schemas=dict(type='list', elements='str', default=[]),
-        tables=dict(type='list', elements='str', default=[]),
-        jobs=dict(type='int', default=1),
-        globals_first=dict(type='bool', default=False),
-        analyze=dict(type='bool', default=True),
-        verify=dict(type='bool', default=True),
-        no_owner=dict(type='bool', default=False),
-        drill=dict(type='bool', default=False),
-        pg_bin_dir=dict(type='path'),
-    )
-    return spec
-
-
-def run(module):
-    p = module.params
-    params = ConnParams.from_params(p)
-    if p['drill']:
-        if module.check_mode:
-            path, manifest = restore.catalog.find_backup(p['src'], p['backup_id'], database=p['backup_db'])
-            return dict(changed=False, backup_id=manifest['id'], target_db='', action='drill',
-                        target_sessions=[])
-        result = restore.restore_drill(params, p['src'], backup_id=p['backup_id'],
-                                       backup_db=p['backup_db'], jobs=p['jobs'],
-                                       pg_bin_dir=p['pg_bin_dir'])
-        out = dict(changed=False, backup_id=result['backup_id'], target_db=result['scratch_db'],
-                   action='drill', drill=result, verification=result['verification'],
-                   target_sessions=[], duration_ms=result['duration_ms'])
-        if not result['passed']:
-            module.fail_json(msg='restore drill of backup %s failed: %s' % (
-                result['backup_id'], result['error'] or result['verification']), **out)
-        return out
-    opts = restore.RestoreOptions(
-        src=p['src'], backup_id=p['backup_id'], backup_db=p['backup_db'], target_db=p['target_db'],
-        replace=p['replace'], tables=p['tables'], schemas=p['schemas'], jobs=p['jobs'],
-        globals_first=p['globals_first'], analyze=p['analyze'], verify=p['verify'],
-        terminate_connections=p['terminate_connections'], no_owner=p['no_owner'],
-        pg_bin_dir=p['pg_bin_dir'])
-    plan = restore.plan_restore(params, opts)
-    diff = dict(before=dict(database=plan['target_db'],
-                            state='absent' if plan['action'] == 'create' else
-                            'empty' if plan['action'] == 'restore_into_empty' else 'has data'),
-                after=dict(database=plan['target_db'], state='restored from %s' % plan['backup_id']))
-    base = dict(changed=True, backup_id=plan['backup_id'], target_db=plan['target_db'],
-                action=plan['action'], target_sessions=plan['target_sessions'])
-    if module._diff:
-        base['diff'] = diff
-    if module.check_mode:
-        return base
-    result = restore.run_restore(params, plan)
-    base.update(verification=result['verification'], terminated_sessions=result['terminated_sessions'],
-                duration_ms=result['duration_ms'], tables=result['tables'],
-                restored_tables=result['restored_tables'], skipped=result['skipped'],
-                globals_restored=result['globals_restored'])
-    return base
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import conn_params, new_module, run
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup.restore import (
+    RestoreEngine, RestoreOptions)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = run(module)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    module.exit_json(**result)
+    module = new_module(RestoreOptions)
+    run(module, lambda p: RestoreEngine(conn_params(p), from_params(RestoreOptions, p)))
 
 
 if __name__ == '__main__':

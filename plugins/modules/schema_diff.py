@@ -13,16 +13,18 @@ module: schema_diff
 short_description: Compare two PostgreSQL schemas and write a sync script
 version_added: 0.1.0
 description:
-  - Fingerprints the source database (the connection options) and the target database
-    (the C(target_*) options, defaulting to the source's) with the same catalog code as
-    drift detection, lists the differences, and writes SQL that turns the target schema
-    into the source schema.
+  - Fingerprints the source database O(src) (the desired schema) and the destination database
+    O(dst) (the database to bring in line) with the same catalog code as drift detection, lists
+    the differences, and writes SQL that turns the destination schema into the source schema.
+  - The top-level connection options are the defaults of both O(src) and O(dst); what a block
+    sets wins. Without O(src) the source is the top-level connection.
   - The script is for review, not for blind use; a rename shows up as a drop plus a create.
   - Reads both databases only; the only change it makes is writing O(dest).
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
   - dbdevops.postgresql.connection
+  - dbdevops.postgresql.connection.blocks
 attributes:
   check_mode:
     description: Can run in check_mode and return changed status prediction without modifying target.
@@ -33,168 +35,127 @@ attributes:
     support: full
     details: Shows the old and new content of O(dest).
 options:
-  target_db:
+  src:
     description:
-      - Database to compare with the source database O(db).
-    type: str
-    required: true
-  target_login_host:
+      - Connection to the source database, the one with the desired schema.
+      - Every suboption not given here takes the value of the top-level option of the same name,
+        so two databases on one server need only O(src.db) (or the top-level O(db)) and O(dst.db).
+  dst:
     description:
-      - Host of the target database. Default is O(login_host).
-    type: str
-  target_login_port:
-    description:
-      - Port of the target database. Default is O(login_port).
-    type: int
-  target_login_user:
-    description:
-      - Role for the target database. Default is O(login_user).
-    type: str
-  target_login_password:
-    description:
-      - Password for the target database. Default is O(login_password).
-    type: str
-  target_login_unix_socket:
-    description:
-      - Unix socket directory for the target database. Default is O(login_unix_socket).
-    type: str
+      - Connection to the destination database, the one the sync script is for; same suboptions
+        and defaults as O(src).
+      - Required unless the deprecated O(target_db) is given; cannot be combined with the
+        deprecated C(target_*) options.
   dest:
     description:
       - File to write the sync script to. Nothing is written when unset.
+      - Written atomically (a temporary file in the same directory, then a rename).
     type: path
   exclude_tables:
     description:
-      - Tables left out of the comparison, as C(schema.table) (for example the migration history).
+      - Tables left out of the comparison with everything on them, as C(schema.table) or
+        C(table) (for example the migration history).
+      - A bare C(table) matches that table in any schema. Names are taken as written (no case
+        folding); double-quote a part holding a dot or a quote, as in C("my.schema"."My Table").
     type: list
     elements: str
     default: [public.schema_migrations]
+  target_db:
+    description:
+      - Deprecated, use O(dst.db); removed in version 2.0.0 (see the notes).
+      - Database to compare with the source database; mapped onto O(dst), like the other C(target_*) options
+        mapped onto the O(dst) suboption of the same name (each defaults to the top-level option).
+    type: str
+  target_login_host: {type: str, description: 'Deprecated, use O(dst.login_host); removed in version 2.0.0.'}
+  target_login_port: {type: int, description: 'Deprecated, use O(dst.login_port); removed in version 2.0.0.'}
+  target_login_user: {type: str, description: 'Deprecated, use O(dst.login_user); removed in version 2.0.0.'}
+  target_login_password: {type: str, description: 'Deprecated, use O(dst.login_password); removed in version 2.0.0.'}
+  target_login_unix_socket: {type: str, description: 'Deprecated, use O(dst.login_unix_socket); removed in version 2.0.0.'}
+notes:
+  - The flat options O(target_db), O(target_login_host), O(target_login_port), O(target_login_user),
+    O(target_login_password) and O(target_login_unix_socket) are deprecated and will be removed in
+    version 2.0.0 of dbdevops.postgresql; they are mapped onto O(dst) and give a deprecation
+    warning. Write O(dst) instead.
 seealso:
   - module: dbdevops.postgresql.migration_info
+  - module: dbdevops.postgresql.data_compare
 '''
 
 EXAMPLES = r'''
 - name: What differs between staging and production, as SQL for production
   dbdevops.postgresql.schema_diff:
-    db: app_staging
-    target_db: app
+    src: {db: app_staging}
+    dst: {db: app}
     dest: /tmp/sync-app.sql
   register: schema_diff
+
+- name: Two servers; the top-level options are the defaults of both blocks
+  dbdevops.postgresql.schema_diff:
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    dest: /tmp/sync-prod.sql
+    exclude_tables: [public.schema_migrations, audit_log]
+    src: {login_host: staging-db.example.com, db: app}
+    dst: {login_host: prod-db.example.com, db: app}
 '''
 
 RETURN = r'''
 identical:
-  description: Whether both schemas have the same fingerprint.
+  description:
+    - Whether both schemas have the same fingerprint.
+    - Objects of O(exclude_tables) are not part of either fingerprint.
   returned: always
   type: bool
   sample: false
 differences:
-  description: What the target lacks, has extra, or has differently, relative to the source.
+  description: What the destination lacks, has extra, or has differently, relative to the source.
   returned: always
   type: list
   elements: dict
   sample: [{change: added, object: index public.users_email_idx, detail: CREATE INDEX ...}]
 summary:
-  description: The differences as one line each.
+  description: The differences as one line each (at most 500, then a count of the rest).
   returned: always
   type: list
   elements: str
   sample: ["+ index public.users_email_idx (CREATE INDEX users_email_idx ON public.users ...)"]
 sync_script:
-  description: SQL turning the target schema into the source schema.
+  description: SQL turning the destination schema into the source schema.
   returned: always
   type: str
   sample: "BEGIN;\nCREATE INDEX users_email_idx ON public.users USING btree (email);\nCOMMIT;\n"
 source_fingerprint:
-  description: SHA-256 digest of the source fingerprint.
+  description: SHA-256 digest of the source (O(src)) fingerprint.
   returned: always
   type: str
   sample: 3f1c...
 target_fingerprint:
-  description: SHA-256 digest of the target fingerprint.
+  description: SHA-256 digest of the destination (O(dst)) fingerprint.
   returned: always
   type: str
   sample: 9ab2...
+diff:
+  description: The old and new content of O(dest), when it changes (or would, in check mode).
+  returned: changed and diff mode
+  type: dict
+  sample: {"before": "", "after": "BEGIN;\n...", "before_header": "/tmp/sync.sql", "after_header": "/tmp/sync.sql"}
 '''
 
-import os
-
-from ansible.module_utils.basic import AnsibleModule
-
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    ConnParams, connect, connection_argument_spec)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (
+    block_params, connection_blocks, new_module, run)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import from_params
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.schemadiff import (
+    SchemaDiffEngine, SchemaDiffOptions)
 
 
-def argument_spec():
-    spec = connection_argument_spec()
-    spec.update(
-        target_db=dict(type='str', required=True),
-        target_login_host=dict(type='str'),
-        target_login_port=dict(type='int'),
-        target_login_user=dict(type='str'),
-        target_login_password=dict(type='str', no_log=True),
-        target_login_unix_socket=dict(type='str'),
-        dest=dict(type='path'),
-        exclude_tables=dict(type='list', elements='str', default=['public.schema_migrations']),
-    )
-    return spec
-
-
-def target_params(source, params):
-    changes = dict(db=params['target_db'])
-    for field in ('login_host', 'login_port', 'login_user', 'login_password', 'login_unix_socket'):
-        if params.get('target_' + field) is not None:
-            changes[field] = params['target_' + field]
-    return source.replace(**changes)
-
-
-def take(params, exclude):
-    conn = connect(params, autocommit=True, application_name='dbdevops-schema-diff')
-    try:
-        return fingerprint.take(conn, exclude_tables=exclude)
-    finally:
-        conn.close()
-
-
-def compare(params):
-    source = ConnParams.from_params(params)
-    target = target_params(source, params)
-    exclude = []
-    for item in params['exclude_tables']:
-        schema, _dot, table = item.rpartition('.')
-        exclude.append((schema or 'public', table))
-    src_fp, dst_fp = take(source, exclude), take(target, exclude)
-    diffs = fingerprint.compare(dst_fp, src_fp)
-    script, _has = fingerprint.sync_script(dst_fp, src_fp)
-    return dict(identical=not diffs, differences=diffs, summary=fingerprint.format_differences(diffs, 500),
-                sync_script=script, source_fingerprint=fingerprint.digest(src_fp),
-                target_fingerprint=fingerprint.digest(dst_fp))
+def engine(params):
+    options = from_params(SchemaDiffOptions, params)
+    return SchemaDiffEngine(block_params(params, params['src'], options.dst_block()), options)
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    try:
-        result = compare(module.params)
-    except DbDevopsError as e:
-        module.fail_json(msg=str(e), **e.details)
-    changed = False
-    dest = module.params['dest']
-    if dest:
-        old = None
-        if os.path.exists(dest):
-            with open(dest) as handle:
-                old = handle.read()
-        changed = old != result['sync_script']
-        if changed and module._diff:
-            result['diff'] = dict(before=old or '', after=result['sync_script'],
-                                  before_header=dest, after_header=dest)
-        if changed and not module.check_mode:
-            tmp = dest + '.tmp'
-            with open(tmp, 'w') as handle:
-                handle.write(result['sync_script'])
-            module.atomic_move(tmp, dest)
-    module.exit_json(changed=changed, **result)
+    module = new_module(SchemaDiffOptions, extra=connection_blocks(SchemaDiffOptions, 'src', 'dst'))
+    run(module, engine)
 
 
 if __name__ == '__main__':

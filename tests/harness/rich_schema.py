@@ -96,6 +96,10 @@ PINNED = ("SET search_path = pg_catalog; SET DateStyle = 'ISO, YMD'; SET Interva
           "SET row_security = off")
 
 
+def _qualified(schema, name):
+    return '"%s"."%s"' % (schema.replace('"', '""'), name.replace('"', '""'))
+
+
 def snapshot(cluster, dbname):
     """{'tables': {(schema, table): sorted rows as tuples of (column, text)}, 'large_objects': ...,
     'sequences': ...} read with the test's own queries."""
@@ -111,12 +115,10 @@ def snapshot(cluster, dbname):
                                                 AND d.classid = 'pg_class'::regclass AND d.deptype = 'e')""")
             for schema, table in cur.fetchall():
                 cur.execute('SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 '
-                            'AND NOT attisdropped ORDER BY attname',
-                            ('"%s"."%s"' % (schema.replace('"', '""'), table.replace('"', '""')),))
+                            'AND NOT attisdropped ORDER BY attname', (_qualified(schema, table),))
                 columns = [r[0] for r in cur.fetchall()]
                 select = ', '.join('"%s"::text' % c.replace('"', '""') for c in columns)
-                cur.execute('SELECT %s FROM ONLY "%s"."%s"' % (select, schema.replace('"', '""'),
-                                                              table.replace('"', '""')))
+                cur.execute('SELECT %s FROM ONLY %s' % (select, _qualified(schema, table)))
                 out['tables'][(schema, table)] = sorted(
                     tuple((c, '\\N' if v is None else 'v:' + v) for c, v in zip(columns, row))
                     for row in cur.fetchall())
@@ -126,8 +128,7 @@ def snapshot(cluster, dbname):
                 out['large_objects'][oid] = hashlib.sha256(bytes(cur.fetchone()[0])).hexdigest()
             cur.execute("SELECT schemaname, sequencename FROM pg_sequences")
             for schema, name in cur.fetchall():
-                cur.execute('SELECT last_value, is_called FROM "%s"."%s"' % (schema.replace('"', '""'),
-                                                                            name.replace('"', '""')))
+                cur.execute('SELECT last_value, is_called FROM %s' % _qualified(schema, name))
                 out['sequences'][(schema, name)] = cur.fetchone()
     finally:
         conn.close()

@@ -42,10 +42,13 @@ def test_files_and_modes(host):
     data = json.loads(config.content_string)
     assert data['databases'] == ['molapp'] and data['login_port'] == 5441
     assert 'login_password' not in data
+    assert data['retention_keep_last'] == 3 and 'retention' not in data  # flat, as the module names them
     dest = host.file(VARS['backup_dest'])
     assert dest.user == 'postgres' and dest.mode == 0o700
-    engine = '/usr/local/lib/dbdevops/ansible_collections/dbdevops/postgresql/plugins/module_utils/backup/engine.py'
-    assert host.file(engine).exists
+    package = '/usr/local/lib/dbdevops/ansible_collections/dbdevops/postgresql/plugins/module_utils'
+    assert host.file(package + '/backup/engine.py').exists
+    assert host.file(package + '/_pgclient.py').exists and host.file(package + '/_options.py').exists
+    assert not host.file(package + '/_module.py').exists  # the one file that imports Ansible
 
 
 def test_command_by_hand_produces_a_verified_backup(host):

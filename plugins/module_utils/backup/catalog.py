@@ -11,22 +11,29 @@ Status of a backup folder:
             or the archive no longer reads back
 Folders named ``.partial-*`` are backups still being written or interrupted;
 they are never counted and are listed separately.
+
+``BackupInfoEngine`` is the ``backup_info`` module: read-only, so its plan is
+its answer.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import dataclasses
 import json
 import os
 import re
 import shutil
-import subprocess
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _pgclient
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 
 GOOD = ('complete', 'verified')
+RETENTION_KEYS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
 
 
 class RetentionPolicy(object):
@@ -62,6 +69,21 @@ class RetentionPolicy(object):
                     keep_weekly=self.keep_weekly, keep_monthly=self.keep_monthly)
 
 
+def retention_policy(options):
+    """The RetentionPolicy of options carrying ``retention_keep_last``... (BackupOptions)."""
+    return RetentionPolicy(**dict((key, getattr(options, 'retention_' + key)) for key in RETENTION_KEYS))
+
+
+def _pg_restore(verify, pg_restore):
+    """The pg_restore to read tables of contents with when verifying (None: no TOC check)."""
+    if verify and pg_restore is None:
+        try:
+            return _pgclient.find_tool('pg_restore')
+        except _pgclient.ClientError:
+            return None
+    return pg_restore
+
+
 def read_manifest(folder):
     path = os.path.join(folder, _tools.MANIFEST)
     with open(path, 'rb') as f:
@@ -89,14 +111,12 @@ def check_backup(folder, manifest, verify=False, pg_restore=None):
                 problems.append('%s: SHA-256 mismatch (file changed or damaged: %s, manifest %s)'
                                 % (rel, sha, info.get('sha256')))
     if verify and not problems and pg_restore and manifest.get('archive'):
-        proc = subprocess.run([pg_restore, '--list', os.path.join(folder, manifest['archive'])],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, universal_newlines=True, check=False)
-        if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+        try:
+            entries = len(_pgclient.read_toc(pg_restore, os.path.join(folder, manifest['archive'])))
+        except _pgclient.ClientError as exc:
             problems.append('%s: table of contents unreadable (%s)'
-                            % (manifest['archive'], _tools.first_error(proc.stderr)))
+                            % (manifest['archive'], _pgclient.first_error(exc.details.get('stderr', ''))))
         else:
-            entries = len([ln for ln in proc.stdout.splitlines() if ln and not ln.startswith(';')])
             if manifest.get('toc_entries') is not None and entries != manifest['toc_entries']:
                 problems.append('%s: %d table-of-contents entries, manifest says %d'
                                 % (manifest['archive'], entries, manifest['toc_entries']))
@@ -129,11 +149,7 @@ def list_backups(dest, verify=False, database=None, pg_restore=None, now=None,
     now = now or _tools.utcnow()
     if not os.path.isdir(dest):
         return [], []
-    if verify and pg_restore is None:
-        try:
-            pg_restore = _tools.find_tool('pg_restore')
-        except BackupError:
-            pg_restore = None
+    pg_restore = _pg_restore(verify, pg_restore)
     backups, partial = [], []
     for name in sorted(os.listdir(dest)):
         path = os.path.join(dest, name)
@@ -266,11 +282,7 @@ def apply_retention(dest, policy, check_mode=False, now=None, extra=None, verify
     ``partial_removed``.
     """
     backups, partial = list_backups(dest, now=now, with_manifest=True)
-    if verify and pg_restore is None:
-        try:
-            pg_restore = _tools.find_tool('pg_restore')
-        except BackupError:
-            pg_restore = None
+    pg_restore = _pg_restore(verify, pg_restore)
     corrupt = []
     while True:
         planned = plan_retention(list(extra or []) + backups, policy, now=now)
@@ -305,3 +317,49 @@ def _remove(path):
         shutil.rmtree(path)
     except OSError as exc:
         raise BackupError('retention could not delete %s: %s' % (path, exc.strerror or exc))
+
+
+# -- backup_info ------------------------------------------------------------
+
+@dataclasses.dataclass
+class BackupInfoOptions(object):
+    """The ``backup_info`` module's options."""
+
+    dest: str = option(type='path', required=True)
+    database: str = option()
+    verify: bool = option(False, type='bool')
+    fail_on_corrupt: bool = option(False, type='bool')
+    pg_bin_dir: str = option(type='path')
+
+
+class BackupInfoEngine(object):
+    """Backups under a root with status, sizes and ages; never changes anything.
+
+    ``params`` is unused (no database connection) and may be None.  With
+    ``fail_on_corrupt`` the plan itself fails, so check mode fails alike.
+    """
+
+    def __init__(self, params, options):
+        self.params = params
+        self.options = options
+
+    def plan(self):
+        opts = self.options
+        pg_restore = os.path.join(opts.pg_bin_dir, 'pg_restore') if opts.pg_bin_dir else None
+        backups, partial = list_backups(opts.dest, verify=opts.verify, database=opts.database,
+                                        pg_restore=pg_restore)
+        latest = {}
+        for b in backups:
+            if b['status'] in GOOD and b.get('database') not in latest:
+                latest[b['database']] = b['backup_id']
+        values = dict(backups=backups, partial=partial, count=len(backups),
+                      corrupt=[b['backup_id'] for b in backups if b['status'] == 'corrupt'],
+                      total_bytes=sum(b.get('bytes') or 0 for b in backups), latest=latest)
+        if opts.fail_on_corrupt and values['corrupt']:
+            damaged = ['%s (%s)' % (b['backup_id'], '; '.join(b['problems']))
+                       for b in backups if b['status'] == 'corrupt']
+            raise BackupError('corrupt backups under %s: %s' % (opts.dest, '; '.join(damaged)), **values)
+        return Plan(False, values)
+
+    def apply(self, plan):
+        return plan.result()

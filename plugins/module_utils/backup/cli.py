@@ -7,11 +7,17 @@
     dbdevops-backup --config /etc/dbdevops-backup/backup.json list [--verify]
 
 The config is JSON: connection options named as the modules name them
-(login_user, login_host, login_port, login_unix_socket, db, login_password_file),
-plus dest, databases, all_databases, format, jobs, compression,
-compression_level, globals, count_rows, skip_on_standby, retention
-(keep_last, keep_days, keep_daily, keep_weekly, keep_monthly) and retention_verify.
-One line per event on stdout; exit status 0 when everything asked for worked.
+(login_user, login_host, login_port, login_unix_socket, db, ssl_mode, ...,
+and login_password_file), plus the options of the ``backup`` module, read
+through the one declaration ``engine.BackupOptions`` (dest, databases,
+all_databases, format, jobs, compression, compression_level, globals,
+count_rows, os_owner, pg_bin_dir, lock_wait_timeout, retention_keep_last,
+retention_keep_days, retention_keep_daily, retention_keep_weekly,
+retention_keep_monthly, retention_verify) and skip_on_standby.  Unknown keys
+are refused.  Keys starting with ``_`` are comments.  The nested form
+``retention: {keep_last: 7, ...}`` that earlier versions of the role wrote is
+read too.  One line per event on stdout; exit status 0 when everything asked
+for worked.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -22,9 +28,13 @@ import argparse
 import json
 import sys
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _options
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams, connect
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog, engine
+
+# Config keys that are not backup options: how to connect.
+CONNECTION_KEYS = tuple(ConnParams.FIELDS) + ('login_password_file',)
 
 
 def log(message):
@@ -33,11 +43,14 @@ def log(message):
 
 
 def load_config(path):
+    """The config file as a dict, with ``login_password`` read from ``login_password_file``."""
     try:
         with open(path) as f:
             config = json.load(f)
     except (OSError, ValueError) as exc:
         raise DbDevopsError('cannot read config %s: %s' % (path, exc))
+    if not isinstance(config, dict):
+        raise DbDevopsError('config %s: expected a JSON object' % path)
     password_file = config.get('login_password_file')
     if password_file:
         try:
@@ -48,42 +61,49 @@ def load_config(path):
     return config
 
 
-def _policy(config):
-    retention = config.get('retention') or {}
-    return catalog.RetentionPolicy(**dict((k, retention.get(k)) for k in (
-        'keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')))
+def backup_options(config, where):
+    """engine.BackupOptions from a config; unknown keys, wrong types and bad choices are errors."""
+    flat = dict((key, value) for key, value in config.items() if not key.startswith('_'))
+    nested = flat.pop('retention', None)
+    if nested is not None:
+        if not isinstance(nested, dict):
+            raise DbDevopsError('%s: option retention must be a mapping of %s'
+                                % (where, ', '.join(catalog.RETENTION_KEYS)))
+        unknown = sorted(set(nested) - set(catalog.RETENTION_KEYS))
+        if unknown:
+            raise DbDevopsError('%s: unknown option(s) retention.%s; known are %s'
+                                % (where, ', retention.'.join(unknown), ', '.join(catalog.RETENTION_KEYS)))
+        for key, value in nested.items():
+            flat.setdefault('retention_' + key, value)
+    return _options.from_mapping(engine.BackupOptions, flat, where, ignore=CONNECTION_KEYS)
 
 
-def cmd_backup(config):
+def _standby(params):
+    conn = connect(params, autocommit=True, application_name='dbdevops-backup')
+    try:
+        with conn.cursor() as cur:
+            cur.execute('SELECT pg_is_in_recovery()')
+            return cur.fetchone()[0]
+    finally:
+        conn.close()
+
+
+def cmd_backup(config, opts):
     params = ConnParams.from_params(config)
-    if config.get('skip_on_standby', True):
-        conn = connect(params, autocommit=True, application_name='dbdevops-backup')
-        try:
-            with conn.cursor() as cur:
-                cur.execute('SELECT pg_is_in_recovery()')
-                standby = cur.fetchone()[0]
-        finally:
-            conn.close()
-        if standby:
-            log('skipped: %s is a standby (pg_is_in_recovery() is true); backups run on the primary'
-                % params.where())
-            return 0
-    opts = engine.BackupOptions(
-        dest=config['dest'], databases=config.get('databases'),
-        all_databases=config.get('all_databases', False), format=config.get('format', 'custom'),
-        jobs=config.get('jobs', 1), compression=config.get('compression', 'gzip'),
-        compression_level=config.get('compression_level'), globals_dump=config.get('globals', False),
-        count_rows=config.get('count_rows', True), os_owner=config.get('os_owner'),
-        pg_bin_dir=config.get('pg_bin_dir'))
-    plan = engine.plan_backup(params, opts)
+    if opts.skip_on_standby and _standby(params):
+        log('skipped: %s is a standby (pg_is_in_recovery() is true); backups run on the primary'
+            % params.where())
+        return 0
+    backups = engine.BackupEngine(params, opts)
+    plan = backups.plan()
+    work = plan.work
     log('backup starting: databases %s into %s (%s, %s)' % (
-        ', '.join(plan['databases']), plan['dest'], plan['format'], plan['compression']))
-    for result in engine.run_backup(params, plan):
+        ', '.join(work['databases']), work['dest'], work['format'], work['compression']))
+    for result in backups.take(plan):
         log('backup ok: %s database %s, %d bytes, %d ms, %d tables counted' % (
             result['backup_id'], result['database'], result['bytes'], result['duration_ms'],
             len(result['manifest']['tables'])))
-    outcome = catalog.apply_retention(plan['dest'], _policy(config),
-                                      verify=config.get('retention_verify', True))
+    outcome = backups.retain(plan)
     for item in outcome['corrupt']:
         log('WARNING: retention found a damaged backup (kept, not counted): %s: %s'
             % (item['backup_id'], '; '.join(item['problems'])))
@@ -94,8 +114,8 @@ def cmd_backup(config):
     return 0
 
 
-def cmd_list(config, verify):
-    backups, partial = catalog.list_backups(config['dest'], verify=verify)
+def cmd_list(opts, verify):
+    backups, partial = catalog.list_backups(opts.dest, verify=verify)
     bad = 0
     for b in backups:
         bad += b['status'] == 'corrupt'
@@ -116,9 +136,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        opts = backup_options(config, 'config %s' % args.config)
         if args.command == 'list':
-            return cmd_list(config, args.verify)
-        return cmd_backup(config)
+            return cmd_list(opts, args.verify)
+        return cmd_backup(config, opts)
     except DbDevopsError as exc:
         log('FAILED: %s' % exc)
         return 1

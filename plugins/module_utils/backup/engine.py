@@ -3,16 +3,22 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Take backups you can prove: pg_dump in one exported snapshot, row counts in
 that same snapshot, SHA-256 of every file, a manifest, and an atomic rename
-only after the archive reads back.
+only after the archive reads back; then retention.
 
-    plan = plan_backup(conn_params, BackupOptions(dest='/backups', databases=['app']))
-    results = run_backup(conn_params, plan)
+    engine = BackupEngine(conn_params, BackupOptions(dest='/backups', databases=['app']))
+    plan = engine.plan()        # checks everything, writes nothing; plan.result() is check mode
+    result = engine.apply(plan) # the backups, then retention
+
+``take(plan)`` and ``retain(plan)`` are the two steps of ``apply`` (the host
+CLI logs each); ``plan_backup``/``run_backup`` are the steps below them.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import concurrent.futures
+import dataclasses
 import errno
 import json
 import os
@@ -22,17 +28,16 @@ import subprocess
 import threading
 import time
 
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    LibpqEnv, connect, quote_ident)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils._catalog import list_user_tables
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog, _pgclient
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 
 try:
-    from psycopg2 import sql as pgsql
     import psycopg2.extensions as pgext
 except ImportError:  # pragma: no cover - reported by connect()
-    pgsql = None
     pgext = None
 
 FORMATS = ('custom', 'directory')
@@ -76,33 +81,112 @@ SELECT current_setting('server_version'), current_setting('server_version_num'):
 """
 
 
+@dataclasses.dataclass
 class BackupOptions(object):
-    """What to back up and how; plain values, validated by ``plan_backup``."""
+    """What to back up and how: the ``backup`` module's options and the host CLI's config keys."""
 
-    def __init__(self, dest, databases=None, all_databases=False, format='custom', jobs=1,
-                 compression='gzip', compression_level=None, globals_dump=False, count_rows=True,
-                 os_owner=None, pg_bin_dir=None, lock_wait_timeout=None, retention=None):
-        self.dest = dest
-        self.databases = list(databases or [])
-        self.all_databases = all_databases
-        self.format = format
-        self.jobs = int(jobs or 1)
-        self.compression = compression or 'gzip'
-        self.compression_level = compression_level
-        self.globals_dump = globals_dump
-        self.count_rows = count_rows
-        self.os_owner = os_owner
-        self.pg_bin_dir = pg_bin_dir
-        self.lock_wait_timeout = lock_wait_timeout
-        self.retention = retention
+    dest: str = option(type='path', required=True)
+    databases: list = option([], type='list', elements='str')
+    all_databases: bool = option(False, type='bool')
+    format: str = option('custom', choices=list(FORMATS))
+    jobs: int = option(1, type='int')
+    compression: str = option('gzip', choices=list(COMPRESSIONS))
+    compression_level: int = option(type='int')
+    globals: bool = option(False, type='bool')
+    count_rows: bool = option(True, type='bool')
+    os_owner: str = option()
+    pg_bin_dir: str = option(type='path')
+    lock_wait_timeout: str = option()
+    retention_keep_last: int = option(type='int')
+    retention_keep_days: int = option(type='int')
+    retention_keep_daily: int = option(type='int')
+    retention_keep_weekly: int = option(type='int')
+    retention_keep_monthly: int = option(type='int')
+    retention_verify: bool = option(True, type='bool')
+    # the host CLI only: the role sits on every node and backs up the primary
+    skip_on_standby: bool = option(True, type='bool', module=False)
+
+    RULES = dict(mutually_exclusive=[('databases', 'all_databases')])
 
 
-def table_key(schema, name):
-    return '%s.%s' % (quote_ident(schema), quote_ident(name))
+class BackupEngine(object):
+    """The ``backup`` module and the host CLI: plan(), then apply(plan)."""
+
+    def __init__(self, params, options):
+        self.params = params
+        self.options = options
+
+    def plan(self):
+        """Check everything a backup needs and name the backups it would take; writes nothing."""
+        policy = catalog.retention_policy(self.options)  # a bad policy fails before connecting
+        work = plan_backup(self.params, self.options)
+        now = _tools.utcnow()
+        would = [dict(backup_id=new_backup_id(work['dest'], db, now), database=db, path=None,
+                      bytes=0, duration_ms=0) for db in work['databases']]
+        work.update(policy=policy, now=now, would=would,
+                    before=[b['backup_id'] for b in catalog.list_backups(work['dest'])[0]])
+        first = would[0] if would else {}
+        values = dict(backup_id=first.get('backup_id', ''), path='', bytes=0, duration_ms=0,
+                      manifest={}, backups=would, compression_supported=work['supported_compression'])
+        return _BackupPlan(self, values, work)
+
+    def take(self, plan):
+        """The backups of every planned database: [{backup_id, database, path, bytes, duration_ms, manifest}]."""
+        return run_backup(self.params, plan.work)
+
+    def retain(self, plan, check_mode=False):
+        """Retention over ``dest`` (see catalog.apply_retention); in check mode counting the planned backups."""
+        work = plan.work
+        extra = None
+        if check_mode:
+            extra = [dict(backup_id='(new) ' + w['backup_id'], database=w['database'], status='complete',
+                          end=_tools.iso(work['now']), path=None, virtual=True) for w in work['would']]
+        return catalog.apply_retention(work['dest'], work['policy'], check_mode=check_mode, extra=extra,
+                                       verify=self.options.retention_verify)
+
+    def apply(self, plan):
+        taken = self.take(plan)
+        outcome = self.retain(plan)
+        first = taken[0]
+        values = dict(backup_id=first['backup_id'], path=first['path'],
+                      bytes=sum(r['bytes'] for r in taken),
+                      duration_ms=sum(r['duration_ms'] for r in taken), manifest=first['manifest'],
+                      backups=[dict((k, r[k]) for k in ('backup_id', 'database', 'path', 'bytes', 'duration_ms'))
+                               for r in taken],
+                      compression_supported=plan.work['supported_compression'])
+        values.update(_retention_values(outcome))
+        return finish(values, changed=True, diff=_diff(plan.work['before'], values))
 
 
-def list_tables(cur):
-    return list_user_tables(cur)
+class _BackupPlan(Plan):
+    """A backup's plan; the retention part of the check-mode answer is worked out when asked for.
+
+    Retention verifies every backup it keeps before deleting any (re-reading
+    them all), so a real run, which applies retention after the backup, does
+    not pay for it twice: ``result()`` computes it, ``apply()`` never needs it.
+    """
+
+    def __init__(self, engine, values, work):
+        super(_BackupPlan, self).__init__(True, values, work=work)
+        self.engine = engine
+
+    def result(self):
+        if 'deleted' not in self.values:
+            self.values.update(_retention_values(self.engine.retain(self, check_mode=True)))
+            self.diff = _diff(self.work['before'], self.values)
+        return super(_BackupPlan, self).result()
+
+
+def _retention_values(outcome):
+    return dict(deleted=[d['backup_id'] for d in outcome['deleted']],
+                partial_removed=outcome['partial_removed'], retention_corrupt=outcome['corrupt'])
+
+
+def _diff(before, values):
+    """The backup ids under dest before and after: the new ones added, those retention deletes gone."""
+    taken = [b['backup_id'] for b in values['backups']]
+    after = sorted((set(before) | set(taken)) - set(values['deleted']))
+    return dict(before=dict(backups=sorted(before)), after=dict(backups=after))
 
 
 def table_objects(cur):
@@ -115,15 +199,6 @@ def table_objects(cur):
             foreign_keys=[json.loads(fk) for fk in fks], defaults=list(defaults),
             sequences=list(sequences), triggers=list(triggers), policies=list(policies))
     return out
-
-
-def count_rows(cur, tables):
-    counts = {}
-    for schema, name in tables:
-        cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(
-            pgsql.Identifier(schema), pgsql.Identifier(name)))
-        counts[table_key(schema, name)] = cur.fetchone()[0]
-    return counts
 
 
 def compression_args(tool, method, level):
@@ -178,12 +253,12 @@ def plan_backup(params, opts):
                               % (', '.join('"%s"' % db for db in missing), params.where(),
                                  ', '.join(existing)), missing=missing)
     server_major = version_num // 10000
-    pg_dump = _tools.Tool('pg_dump', server_major, opts.pg_bin_dir)
+    pg_dump = _pgclient.Tool('pg_dump', server_major, opts.pg_bin_dir)
     compress = compression_args(pg_dump, opts.compression, opts.compression_level)
     return dict(dest=os.path.abspath(opts.dest), databases=databases, format=opts.format,
                 jobs=opts.jobs, compression=opts.compression,
                 compression_level=opts.compression_level, compress_args=compress,
-                globals=bool(opts.globals_dump), count_rows=bool(opts.count_rows),
+                globals=bool(opts.globals), count_rows=bool(opts.count_rows),
                 server_major=server_major, in_recovery=in_recovery,
                 pg_dump=pg_dump.path, pg_dump_version=pg_dump.version,
                 supported_compression=pg_dump.compression_methods(), options=opts)
@@ -194,10 +269,10 @@ def run_backup(params, plan, now=None):
     opts = plan['options']
     owner = _tools.resolve_owner(opts.os_owner)
     _tools.ensure_dir(plan['dest'], owner)
-    tools = dict(pg_dump=_tools.Tool('pg_dump', plan['server_major'], opts.pg_bin_dir),
-                 pg_restore=_tools.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir))
+    tools = dict(pg_dump=_pgclient.Tool('pg_dump', plan['server_major'], opts.pg_bin_dir),
+                 pg_restore=_pgclient.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir))
     if plan['globals']:
-        tools['pg_dumpall'] = _tools.Tool('pg_dumpall', plan['server_major'], opts.pg_bin_dir)
+        tools['pg_dumpall'] = _pgclient.Tool('pg_dumpall', plan['server_major'], opts.pg_bin_dir)
     return [_backup_one(params, db, plan, tools, owner, now) for db in plan['databases']]
 
 
@@ -222,7 +297,9 @@ def _backup_one(params, db, plan, tools, owner, now=None):
     except OSError as exc:
         raise BackupError('cannot write into backup folder %s: %s' % (dest, exc.strerror or exc))
     conn = None
-    counter = None
+    counting = None
+    # one thread counts rows, one hashes; pg_dump itself is started from this thread, which waits for it
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix='dbdevops-backup')
     try:
         conn = connect(params, dbname=db, application_name='dbdevops-backup')
         conn.set_session(isolation_level=pgext.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
@@ -232,32 +309,30 @@ def _backup_one(params, db, plan, tools, owner, now=None):
          db_owner, system_id) = cur.fetchone()
         cur.execute('SELECT pg_export_snapshot()')
         snapshot = cur.fetchone()[0]
-        tables = list_tables(cur)
+        tables = _catalog.list_user_tables(cur)
         objects = table_objects(cur)
 
-        counter = None
         if plan['count_rows']:
             # One process counts, with no parallel workers and no JIT (pure
             # overhead for count(*)): pg_dump needs the CPU more, and the
             # counts are only needed when pg_dump is done.
             cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
             cur.execute('SET LOCAL jit = off')
-            counter = _Counter(cur, tables)
-            counter.start()
-        archive, files = _run_pg_dump(params, db, plan, tools['pg_dump'], snapshot, tmp)
-        hashing = files if isinstance(files, _FileHasher) else None
-        counts = counter.result() if counter else None
+            counting = pool.submit(_catalog.count_rows, cur, tables)
+        archive, files = _run_pg_dump(params, db, plan, tools['pg_dump'], snapshot, tmp, pool)
+        counts = None
+        if counting is not None:
+            try:
+                counts = counting.result()
+            except Exception as exc:  # noqa: BLE001 - any failure of the count is reported as such
+                raise BackupError('counting rows in the backup snapshot failed: %s' % exc)
         conn.rollback()
         conn.close()
         conn = None
 
         globals_files = _run_pg_dumpall(params, tools['pg_dumpall'], tmp) if plan['globals'] else {}
-        if not hashing:
-            files.update(globals_files)
-
         toc_entries = _read_back(params, tools['pg_restore'], os.path.join(tmp, archive), db)
-        if hashing:
-            files = dict(files.result(), **globals_files)
+        files = dict(_hashed(files), **globals_files)
         end = _tools.utcnow()
         manifest = dict(
             format_version=_tools.FORMAT_VERSION, id=backup_id, status='complete',
@@ -274,7 +349,7 @@ def _backup_one(params, db, plan, tools, owner, now=None):
             bytes=sum(size for _sha, size in files.values()),
             files=dict((rel, dict(sha256=sha, bytes=size)) for rel, (sha, size) in sorted(files.items())),
             toc_entries=toc_entries, row_counts_exact=counts is not None,
-            tables=[dict(schema=s, name=n, rows=(counts or {}).get(table_key(s, n)),
+            tables=[dict(schema=s, name=n, rows=(counts or {}).get(_catalog.qualified(s, n)),
                          objects=objects.get((s, n), {}))
                     for s, n in tables],
         )
@@ -287,9 +362,9 @@ def _backup_one(params, db, plan, tools, owner, now=None):
     except BaseException as exc:
         if conn is not None:
             try:
-                if counter is not None and counter.is_alive():
+                if counting is not None and not counting.done():
                     conn.cancel()  # the counting query may wait on the same locks as pg_dump
-                    counter.join(10)
+                    concurrent.futures.wait([counting], timeout=10)
                 conn.close()
             except Exception:  # noqa: BLE001 - already failing
                 pass
@@ -303,32 +378,16 @@ def _backup_one(params, db, plan, tools, owner, now=None):
             raise BackupError('backup of database "%s" failed writing under %s: %s; nothing was '
                               'recorded' % (db, dest, exc), database=db, dest=dest)
         raise
+    finally:
+        pool.shutdown(wait=False)
     return dict(backup_id=backup_id, database=db, path=final, bytes=manifest['bytes'],
                 duration_ms=manifest['duration_ms'], manifest=manifest)
 
 
-class _Counter(threading.Thread):
-    """Exact row counts in the exported snapshot while pg_dump runs."""
-
-    def __init__(self, cur, tables):
-        super(_Counter, self).__init__(name='dbdevops-row-counter')
-        self.daemon = True
-        self.cur = cur
-        self.tables = tables
-        self.counts = None
-        self.error = None
-
-    def run(self):
-        try:
-            self.counts = count_rows(self.cur, self.tables)
-        except Exception as exc:  # noqa: BLE001 - re-raised in result()
-            self.error = exc
-
-    def result(self):
-        self.join()
-        if self.error:
-            raise BackupError('counting rows in the backup snapshot failed: %s' % self.error)
-        return self.counts
+def _hashed(files):
+    """``{relpath: (sha256, bytes)}`` from a dict of those or of futures giving them."""
+    return dict((rel, value.result() if isinstance(value, concurrent.futures.Future) else value)
+                for rel, value in files.items())
 
 
 def _dump_failed(db, proc_rc, stderr, why=None):
@@ -336,26 +395,27 @@ def _dump_failed(db, proc_rc, stderr, why=None):
         if proc_rc is not None and proc_rc < 0:
             why = 'pg_dump was killed by signal %d' % -proc_rc
         elif proc_rc:
-            why = 'pg_dump exited with status %d: %s' % (proc_rc, _tools.first_error(stderr))
+            why = 'pg_dump exited with status %d: %s' % (proc_rc, _pgclient.first_error(stderr))
         else:
-            why = 'pg_dump reported an error: %s' % _tools.first_error(stderr)
+            why = 'pg_dump reported an error: %s' % _pgclient.first_error(stderr)
     if 'No space left on device' in stderr:
         why += ' (the destination is full)'
     return BackupError('backup of database "%s" failed: %s; no backup was recorded and earlier '
                        'backups are untouched' % (db, why), database=db, stderr=stderr[-4000:])
 
 
-def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
+def _run_pg_dump(params, db, plan, tool, snapshot, tmp, pool):
     """Run pg_dump; return (archive relpath, files).
 
-    ``files`` is ``{relpath: (sha256, bytes)}``, or for the custom format a
-    ``_FileHasher`` already hashing the archive (``.result()`` gives the dict).
+    ``files`` is ``{relpath: (sha256, bytes)}``; for the custom format its
+    value is a future of ``pool`` already hashing the archive (see ``_hashed``).
     pg_dump writes the custom archive itself, into a seekable file: it then
     records where each table's data starts, which a parallel pg_restore needs
     to go straight to it (an archive written to a pipe has no such offsets,
     and ``pg_restore -j`` must then scan the archive for every table).  The
     file is rewritten at its start when pg_dump finishes, so it is hashed
-    after pg_dump exits, while the archive is read back.
+    after pg_dump exits, while the archive is read back.  The directory
+    format's files are hashed as pg_dump writes them (``TailHasher``).
     """
     fmt = plan['format']
     argv = [tool.path, '--format=%s' % fmt, '--snapshot=%s' % snapshot, '--no-password']
@@ -368,31 +428,29 @@ def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
     if fmt == 'directory':
         argv.append('--jobs=%d' % plan['jobs'])
     argv.append('--file=%s' % os.path.join(tmp, archive))
-    with LibpqEnv(params, dbname=db) as env:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, env=env.environ)
-        stderr_reader = _tools.Reader(proc.stderr)
-        stderr_reader.start()
+    stop = threading.Event()
+    hashing = None
+    with _pgclient.LibpqEnv(params, dbname=db) as env:
+        proc = _pgclient.popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
-            if fmt == 'custom':
-                rc = proc.wait()
-            else:
-                hasher = _tools.TailHasher(os.path.join(tmp, archive))
-                hasher.start()
-                try:
-                    rc = proc.wait()
-                finally:
-                    files_raw = hasher.finish()
-                files = dict((os.path.join(archive, rel), v) for rel, v in files_raw.items())
+            if fmt == 'directory':
+                hashing = pool.submit(_tools.TailHasher(os.path.join(tmp, archive)).poll, stop)
+            stderr = proc.communicate()[1].decode('utf-8', 'replace')
+            rc = proc.returncode
         except BaseException:
-            _tools.kill_process(proc)
-            stderr_reader.text()
+            _pgclient.kill(proc)
             raise
-        stderr = stderr_reader.text()
-    if rc != 0 or _tools.error_lines(stderr):
+        finally:
+            stop.set()
+    if hashing is not None:
+        files = dict((os.path.join(archive, rel), v) for rel, v in hashing.result().items())
+    if rc != 0 or _pgclient.error_lines(stderr):
         raise _dump_failed(db, rc, stderr)
     if fmt == 'custom':
-        return archive, _FileHasher(os.path.join(tmp, archive), archive)
+        path = os.path.join(tmp, archive)
+        # flushing the file to disk (I/O) and hashing it (CPU) overlap
+        syncing = pool.submit(_tools.fsync_path, path)
+        return archive, {archive: pool.submit(_synced_sha256, path, syncing)}
     # Everything pg_dump wrote must be accounted for, byte for byte.
     for rel, (_sha, size) in files.items():
         if os.path.getsize(os.path.join(tmp, rel)) != size:
@@ -400,63 +458,31 @@ def _run_pg_dump(params, db, plan, tool, snapshot, tmp):
     return archive, files
 
 
-class _FileHasher(threading.Thread):
-    """SHA-256 of one finished file, in a thread (hashlib lets other threads run), and fsync."""
-
-    def __init__(self, path, rel):
-        super(_FileHasher, self).__init__(name='dbdevops-file-hasher')
-        self.daemon = True
-        self.path = path
-        self.rel = rel
-        self.value = None
-        self.error = None
-        self.start()
-
-    def run(self):
-        # Flushing the file to disk (I/O) and hashing it (CPU) overlap.
-        syncer = threading.Thread(target=self._fsync, name='dbdevops-fsync')
-        syncer.daemon = True
-        syncer.start()
-        try:
-            self.value = _tools.sha256_file(self.path)
-        except Exception as exc:  # noqa: BLE001 - re-raised by result()
-            self.error = exc
-        syncer.join()
-
-    def _fsync(self):
-        try:
-            _tools.fsync_path(self.path)
-        except OSError as exc:
-            self.error = self.error or exc
-
-    def result(self):
-        self.join()
-        if self.error:
-            raise self.error
-        return {self.rel: self.value}
+def _synced_sha256(path, syncing):
+    digest = _tools.sha256_file(path)
+    syncing.result()
+    return digest
 
 
 def _run_pg_dumpall(params, tool, tmp):
     path = os.path.join(tmp, 'globals.sql')
     argv = [tool.path, '--globals-only', '--no-password', '--file=%s' % path]
-    with LibpqEnv(params, dbname=params.dbname) as env:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
-    if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+    with _pgclient.LibpqEnv(params, dbname=params.dbname) as env:
+        done = _pgclient.run(argv, env=env)
+    if not done.ok:
         raise BackupError('pg_dumpall --globals-only failed (exit %d): %s; no backup was recorded'
-                          % (proc.returncode, _tools.first_error(proc.stderr)))
+                          % (done.returncode, _pgclient.first_error(done.stderr)))
     return {'globals.sql': _tools.sha256_file(path)}
 
 
 def _read_back(params, tool, archive_path, db):
     """``pg_restore --list`` must read the archive; returns the number of TOC entries."""
-    proc = subprocess.run([tool.path, '--list', archive_path], stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
-    if proc.returncode != 0 or _tools.error_lines(proc.stderr):
+    try:
+        return len(_pgclient.read_toc(tool.path, archive_path))
+    except _pgclient.ClientError as exc:
         raise BackupError('backup of database "%s" failed: the archive does not read back '
                           '(pg_restore --list: %s); no backup was recorded'
-                          % (db, _tools.first_error(proc.stderr)), database=db)
-    return len([ln for ln in proc.stdout.splitlines() if ln and not ln.startswith(';')])
+                          % (db, _pgclient.first_error(exc.details.get('stderr', ''))), database=db)
 
 
 def _write_manifest(folder, manifest):

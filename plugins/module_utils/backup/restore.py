@@ -5,35 +5,41 @@
 against the manifest afterwards, and for ``replace`` a restore into a scratch
 database that takes the target's name only once everything passed.
 
-    plan = plan_restore(conn_params, RestoreOptions(src='/backups', target_db='app', replace=True))
-    result = run_restore(conn_params, plan)
-    drill = restore_drill(conn_params, '/backups', backup_db='app')
+    engine = RestoreEngine(conn_params, RestoreOptions(src='/backups', target_db='app', replace=True))
+    plan = engine.plan()        # resolves the backup and the target; plan.result() is check mode
+    result = engine.apply(plan)
+
+With ``drill=True`` the engine restores into a scratch database, verifies it
+and drops it.  The steps below the engine: ``plan_restore``, ``run_restore``,
+``restore_drill``.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import concurrent.futures
+import dataclasses
 import os
+import queue
 import re
 import subprocess
-import tempfile
 import threading
 import time
 
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
-    LibpqEnv, connect)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog, _pgclient
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup.engine import table_key
 
 try:
     from psycopg2 import sql as pgsql
 except ImportError:  # pragma: no cover - reported by connect()
     pgsql = None
 
-SCHEMA_ENTRY = re.compile(r'^\d+; \d+ \d+ SCHEMA - (\S+) ')
-TOC_LINE = re.compile(r'^\d+; \d+ \d+ (.*)$')
+SCHEMA_ENTRY = re.compile(r'^SCHEMA - (\S+) ')
 
 USER_OBJECTS_SQL = """
 SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -45,33 +51,80 @@ SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relname
 """
 
 
+@dataclasses.dataclass
 class RestoreOptions(object):
-    def __init__(self, src, backup_id='latest', backup_db=None, target_db=None, replace=False,
-                 tables=None, schemas=None, jobs=1, globals_first=False, analyze=True,
-                 verify=True, terminate_connections=False, no_owner=False, pg_bin_dir=None,
-                 scratch=False):
-        self.src = src
-        self.backup_id = backup_id or 'latest'
-        self.backup_db = backup_db
-        self.target_db = target_db
-        self.replace = replace
-        self.tables = list(tables or [])
-        self.schemas = list(schemas or [])
-        self.jobs = int(jobs or 1)
-        self.globals_first = globals_first
-        self.analyze = analyze
-        self.verify = verify
-        self.terminate_connections = terminate_connections
-        self.no_owner = no_owner
-        self.pg_bin_dir = pg_bin_dir
-        self.scratch = scratch
+    """What to restore, where and how: the ``restore`` module's options."""
+
+    src: str = option(type='path', required=True)
+    backup_id: str = option('latest')
+    backup_db: str = option()
+    target_db: str = option()
+    replace: bool = option(False, type='bool')
+    terminate_connections: bool = option(False, type='bool')
+    schemas: list = option([], type='list', elements='str')
+    tables: list = option([], type='list', elements='str')
+    jobs: int = option(1, type='int')
+    globals_first: bool = option(False, type='bool')
+    analyze: bool = option(True, type='bool')
+    verify: bool = option(True, type='bool')
+    no_owner: bool = option(False, type='bool')
+    drill: bool = option(False, type='bool')
+    pg_bin_dir: str = option(type='path')
 
 
-def _split_table(name):
-    if '.' in name:
-        schema, table = name.split('.', 1)
-        return schema.strip('"'), table.strip('"')
-    return None, name.strip('"')
+class RestoreEngine(object):
+    """The ``restore`` module: plan() resolves the backup and the target, apply(plan) restores.
+
+    A drill (``drill=True``) restores into a scratch database, verifies and
+    drops it; it changes nothing (``changed`` is false) and fails when the
+    verification fails.
+    """
+
+    def __init__(self, params, options):
+        self.params = params
+        self.options = options
+
+    def plan(self):
+        opts = self.options
+        if opts.drill:
+            _path, manifest = catalog.find_backup(opts.src, opts.backup_id, database=opts.backup_db)
+            drill = dict(passed=None, backup_id=manifest['id'], database=manifest['database'],
+                         scratch_db='', verification={}, error=None, duration_ms=0)
+            return Plan(False, _drill_values(drill, target_db=''))
+        work = plan_restore(self.params, opts)
+        selected = _selected_tables(work)
+        values = dict(backup_id=work['backup_id'], target_db=work['target_db'], action=work['action'],
+                      target_sessions=work['target_sessions'], verification={}, terminated_sessions=[],
+                      tables=len(selected),
+                      restored_tables=[_catalog.qualified(s, n) for s, n, _rows in selected],
+                      skipped=table_subset(work, [])[1] if opts.tables else [],
+                      globals_restored=bool(opts.globals_first), duration_ms=0)
+        state = dict(create='absent', restore_into_empty='empty').get(work['action'], 'has data')
+        diff = dict(before=dict(database=work['target_db'], state=state),
+                    after=dict(database=work['target_db'], state='restored from %s' % work['backup_id']))
+        return Plan(True, values, diff=diff, work=work)
+
+    def apply(self, plan):
+        opts = self.options
+        if opts.drill:
+            drill = restore_drill(self.params, opts.src, backup_id=plan.values['backup_id'],
+                                  backup_db=opts.backup_db, jobs=opts.jobs, pg_bin_dir=opts.pg_bin_dir)
+            values = _drill_values(drill, target_db=drill['scratch_db'])
+            if not drill['passed']:
+                raise BackupError('restore drill of backup %s failed: %s'
+                                  % (drill['backup_id'], drill['error'] or drill['verification']), **values)
+            return finish(values, changed=False)
+        done = run_restore(self.params, plan.work)
+        values = dict(plan.values)
+        values.update((key, done[key]) for key in (
+            'verification', 'terminated_sessions', 'tables', 'restored_tables', 'skipped',
+            'globals_restored', 'duration_ms'))
+        return finish(values, changed=True, diff=plan.diff)
+
+
+def _drill_values(drill, target_db):
+    return dict(backup_id=drill['backup_id'], target_db=target_db, action='drill', target_sessions=[],
+                drill=drill, verification=drill['verification'], duration_ms=drill['duration_ms'])
 
 
 def _db_state(cur, name):
@@ -150,16 +203,6 @@ def _pg_restore_args(plan, tool, dbname, use_list=None):
     return argv
 
 
-def _toc_lines(tool, archive):
-    """The archive's table of contents (``pg_restore --list``), comment lines left out."""
-    listing = subprocess.run([tool.path, '--list', archive], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
-    if listing.returncode != 0 or _tools.error_lines(listing.stderr):
-        raise BackupError('cannot read the table of contents of %s: %s'
-                          % (archive, _tools.first_error(listing.stderr)))
-    return [ln for ln in listing.stdout.splitlines() if ln.strip() and not ln.startswith(';')]
-
-
 def _toc_matches(rest, keys, prefixes):
     """Whether a TOC entry ("DESC schema tag owner") is one of ``keys`` (owner left out)."""
     for key in [rest] + [rest[:i] for i, ch in enumerate(rest) if ch == ' ']:
@@ -169,14 +212,14 @@ def _toc_matches(rest, keys, prefixes):
 
 
 def table_subset(plan, toc):
-    """TOC lines that restore the selected tables as usable tables.
+    """TOC entries that restore the selected tables as usable tables.
 
     ``pg_restore --table`` restores a table's definition and data only: no
     primary key, index, default (so no ``serial``), owned sequence, trigger or
     policy.  This picks, from the manifest's record of what belongs to each
     table, those entries too.  A foreign key is included only when the table
     it references is restored as well; the others are returned as skipped.
-    Returns ``(lines, skipped)``.
+    Returns ``(entries, skipped)``.
     """
     selected = [(s, n) for s, n, _rows in _selected_tables(plan)]
     chosen = set(selected)
@@ -211,23 +254,19 @@ def table_subset(plan, toc):
             if (fk['schema'], fk['table']) in chosen:
                 keys.add('FK CONSTRAINT %s %s %s' % (schema, name, fk['name']))
             else:
-                skipped.append(dict(table=table_key(schema, name), foreign_key=fk['name'],
-                                    references=table_key(fk['schema'], fk['table']),
+                skipped.append(dict(table=_catalog.qualified(schema, name), foreign_key=fk['name'],
+                                    references=_catalog.qualified(fk['schema'], fk['table']),
                                     reason='the referenced table is not restored'))
-    lines = []
-    for line in toc:
-        match = TOC_LINE.match(line)
-        if match and _toc_matches(match.group(1), keys, prefixes):
-            lines.append(line)
-    return lines, skipped
+    return [entry for entry in toc if _toc_matches(entry.rest, keys, prefixes)], skipped
 
 
-def _restore_schema_entries(plan, tool, work_db, env):
+def _restore_schema_entries(plan, tool, work_db, env, toc):
     """For a schema/table subset, create the selected schemas first.
 
     ``pg_restore --schema`` restores the objects in a schema but not the schema
     itself, so the SCHEMA entries (with their owner) are restored in a first
-    pass through a ``--use-list``.  Returns the failed process, or None.
+    pass through a ``--use-list``.  Returns the failed run (a
+    ``_pgclient.Completed``), or None.
     """
     opts = plan['options']
     if opts.tables:
@@ -236,31 +275,21 @@ def _restore_schema_entries(plan, tool, work_db, env):
     wanted.discard('public')
     if not wanted:
         return None
-    archive = os.path.join(plan['backup_path'], plan['manifest']['archive'])
-    listing = subprocess.run([tool.path, '--list', archive], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True, check=False)
-    lines = []
-    for line in listing.stdout.splitlines():
-        match = SCHEMA_ENTRY.match(line)
+    chosen = []
+    for entry in toc:
+        match = SCHEMA_ENTRY.match(entry.rest)
         if match and match.group(1) in wanted:
-            lines.append(line)
-    if not lines:
+            chosen.append(entry)
+    if not chosen:
         return None
-    fd, path = tempfile.mkstemp(prefix='dbdevops-restore-list-')
-    try:
-        with os.fdopen(fd, 'w') as f:
-            f.write('\n'.join(lines) + '\n')
+    archive = os.path.join(plan['backup_path'], plan['manifest']['archive'])
+    with _pgclient.use_list(chosen) as path:
         argv = [tool.path, '--exit-on-error', '--no-password',
                 '--dbname=%s' % _conninfo_dbname(work_db), '--use-list=%s' % path]
         if opts.no_owner:
             argv += ['--no-owner', '--no-acl']
-        proc = subprocess.run(argv + [archive], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
-    finally:
-        os.unlink(path)
-    if proc.returncode != 0 or _tools.error_lines(proc.stderr):
-        return proc
-    return None
+        done = _pgclient.run(argv + [archive], env=env)
+    return None if done.ok else done
 
 
 def _conninfo_dbname(name):
@@ -270,45 +299,29 @@ def _conninfo_dbname(name):
 def _selected_tables(plan):
     """Manifest tables the restore covers, as [(schema, name, rows)]."""
     opts = plan['options']
+    wanted = [_catalog.parse_table(name) for name in opts.tables]
     out = []
     for t in plan['manifest'].get('tables') or []:
         if opts.schemas and not opts.tables and t['schema'] not in opts.schemas:
             continue
-        if opts.tables:
-            hit = False
-            for name in opts.tables:
-                schema, table = _split_table(name)
-                if table == t['name'] and (schema is None or schema == t['schema']) and \
-                        (not opts.schemas or t['schema'] in opts.schemas or schema == t['schema']):
-                    hit = True
-            if not hit:
-                continue
+        if opts.tables and not any(
+                table == t['name'] and (schema is None or schema == t['schema']) and
+                (not opts.schemas or t['schema'] in opts.schemas or schema == t['schema'])
+                for schema, table in wanted):
+            continue
         out.append((t['schema'], t['name'], t.get('rows')))
     return out
 
 
-class _Hasher(threading.Thread):
-    """Re-hash the backup's files while pg_restore reads them."""
-
-    def __init__(self, path, manifest):
-        super(_Hasher, self).__init__(name='dbdevops-verify-hasher')
-        self.daemon = True
-        self.path = path
-        self.manifest = manifest
-        self.problems = None
-
-    def run(self):
-        try:
-            # Linux: a thread can have its own nice value; hashing then takes
-            # the CPU pg_restore leaves idle rather than slowing it down.
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-        except (AttributeError, OSError):
-            pass
-        self.problems = catalog.check_backup(self.path, self.manifest, verify=True)
-
-    def result(self):
-        self.join()
-        return self.problems
+def _verify_files(path, manifest):
+    """Re-hash the backup's files (while pg_restore reads them): the problems found."""
+    try:
+        # Linux: a thread can have its own nice value; hashing then takes
+        # the CPU pg_restore leaves idle rather than slowing it down.
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+    return catalog.check_backup(path, manifest, verify=True)
 
 
 def _create_database(params, name, manifest, owner_ok=True):
@@ -345,18 +358,16 @@ def _drop_database(params, name):
 
 def _restore_globals(params, plan, tool):
     path = os.path.join(plan['backup_path'], plan['manifest']['globals'])
-    with LibpqEnv(params, dbname=params.dbname) as env:
-        proc = subprocess.run([tool.path, '-X', '-q', '--no-password', '-f', path],
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
-    errors = [ln for ln in _tools.error_lines(proc.stderr) if 'already exists' not in ln]
-    if proc.returncode != 0 or errors:
+    with _pgclient.LibpqEnv(params, dbname=params.dbname) as env:
+        done = _pgclient.run([tool.path, '-X', '-q', '--no-password', '-f', path], env=env)
+    errors = [ln for ln in _pgclient.error_lines(done.stderr) if 'already exists' not in ln]
+    if done.returncode != 0 or errors:
         raise BackupError('restoring globals (roles, tablespaces) from %s failed: %s'
-                          % (path, errors[0] if errors else _tools.first_error(proc.stderr)))
-    return len(_tools.error_lines(proc.stderr))
+                          % (path, errors[0] if errors else _pgclient.first_error(done.stderr)))
+    return len(_pgclient.error_lines(done.stderr))
 
 
-class _EarlyCounter(threading.Thread):
+class _EarlyCounter(object):
     """Count a table's rows as soon as pg_restore has committed its data.
 
     pg_restore goes on with indexes and constraints after a table's data is
@@ -366,14 +377,15 @@ class _EarlyCounter(threading.Thread):
     "finished item N TABLE DATA <table>", or, restoring serially, when the
     next item starts.  Anything not counted here (ambiguous names, a lost
     connection) is counted after pg_restore by ``verify_counts``.
+
+    ``start(pool)`` runs the counting on a pool thread; the thread reading
+    pg_restore's log calls ``feed(line)``, then ``finish()``.
     """
 
     FINISHED = re.compile(r'finished item \d+ TABLE DATA (.+)$')
     PROCESSING = re.compile(r'processing data for table "(.+)"$')
 
     def __init__(self, params, dbname, tables, serial):
-        super(_EarlyCounter, self).__init__(name='dbdevops-early-counter')
-        self.daemon = True
         self.params = params
         self.dbname = dbname
         self.serial = serial
@@ -385,10 +397,10 @@ class _EarlyCounter(threading.Thread):
         self.by_name = dict((n, v[0]) for n, v in by_name.items() if len(v) == 1)
         self.by_qualified = by_qualified
         self.pending = None
-        self.jobs = []
-        self.lock = threading.Condition()
-        self.done = False
+        self.jobs = queue.Queue()
+        self.cancelled = False
         self.counts = {}
+        self.future = None
 
     def feed(self, line):
         """One line of pg_restore --verbose stderr."""
@@ -404,29 +416,25 @@ class _EarlyCounter(threading.Thread):
             if match:
                 table = self.by_name.get(match.group(1))
         if table:
-            with self.lock:
-                self.jobs.append(table)
-                self.lock.notify()
+            self.jobs.put(table)
 
-    def run(self):
+    def start(self, pool):
+        self.future = pool.submit(self._count)
+
+    def _count(self):
         conn = None
         try:
             while True:
-                with self.lock:
-                    while not self.jobs and not self.done:
-                        self.lock.wait()
-                    if not self.jobs:
-                        return
-                    schema, name = self.jobs.pop(0)
+                table = self.jobs.get()
+                if table is None or self.cancelled:
+                    return
                 if conn is None:
                     conn = connect(self.params, dbname=self.dbname, autocommit=True,
                                    application_name='dbdevops-verify')
                     with conn.cursor() as cur:
                         cur.execute('SET jit = off')  # compiling costs more than it saves for count(*)
                 with conn.cursor() as cur:
-                    cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(
-                        pgsql.Identifier(schema), pgsql.Identifier(name)))
-                    self.counts[table_key(schema, name)] = cur.fetchone()[0]
+                    self.counts.update(_catalog.count_rows(cur, [table]))
         except Exception:  # noqa: BLE001 - whatever is not counted here is counted afterwards
             return
         finally:
@@ -435,24 +443,22 @@ class _EarlyCounter(threading.Thread):
 
     def finish(self, succeeded):
         """Stop; returns the counts taken.  Counts of a failed restore are not used."""
-        with self.lock:
-            if not succeeded:
-                self.jobs = []
-            self.done = True
-            self.lock.notify()
-        self.join()
+        if self.future is None:
+            return {}
+        if not succeeded:
+            self.cancelled = True
+        self.jobs.put(None)
+        self.future.result()
         return dict(self.counts) if succeeded else {}
 
 
 def _run_pg_restore(argv, env, counter):
     """Run pg_restore, feeding its --verbose log to ``counter``; returns (returncode, stderr)."""
     if counter is None:
-        proc = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, env=env.environ, universal_newlines=True, check=False)
-        return proc.returncode, proc.stderr
-    proc = subprocess.Popen(argv[:-1] + ['--verbose', argv[-1]], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env.environ,
-                            universal_newlines=True)
+        done = _pgclient.run(argv, env=env)
+        return done.returncode, done.stderr
+    proc = _pgclient.popen(argv[:-1] + ['--verbose', argv[-1]], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, universal_newlines=True)
     lines = []
     try:
         for line in proc.stderr:
@@ -460,10 +466,10 @@ def _run_pg_restore(argv, env, counter):
             counter.feed(line.rstrip('\n'))
         returncode = proc.wait()
     except BaseException:
-        _tools.kill_process(proc)
+        _pgclient.kill(proc)
         raise
     # --verbose narrates every step; keep only what is not narration for the report
-    stderr = ''.join(ln for ln in lines if not _NARRATION.match(ln) or _tools.ERROR_LINE.search(ln))
+    stderr = ''.join(ln for ln in lines if not _NARRATION.match(ln) or _pgclient.ERROR_LINE.search(ln))
     return returncode, stderr
 
 
@@ -476,44 +482,48 @@ def verify_counts(params, dbname, tables, jobs=1, counted=None):
     """Compare exact row counts in ``dbname`` with the manifest's; returns a report dict.
 
     ``counted``: ``{table_key: rows}`` already counted in ``dbname`` (by the
-    early counter while pg_restore built indexes); the others are counted now.
+    early counter while pg_restore built indexes); the others are counted now,
+    by up to ``jobs`` sessions.
     """
     expected = [(s, n, rows) for s, n, rows in tables if rows is not None]
     counted = counted or {}
-    results = dict((table_key(s, n), (rows, counted[table_key(s, n)])) for s, n, rows in expected
-                   if table_key(s, n) in counted)
+    results = dict((_catalog.qualified(s, n), (rows, counted[_catalog.qualified(s, n)]))
+                   for s, n, rows in expected if _catalog.qualified(s, n) in counted)
+    todo = queue.Queue()
+    for t in expected:
+        if _catalog.qualified(t[0], t[1]) not in counted:
+            todo.put(t)
     lock = threading.Lock()
-    queue = [t for t in expected if table_key(t[0], t[1]) not in counted]
     errors = []
 
-    def worker():
+    def session():
         conn = connect(params, dbname=dbname, autocommit=True, application_name='dbdevops-verify')
         try:
             with conn.cursor() as cur:
                 cur.execute('SET jit = off')  # compiling costs more than it saves for count(*)
                 while True:
-                    with lock:
-                        if not queue:
-                            return
-                        schema, name, rows = queue.pop(0)
                     try:
-                        cur.execute(pgsql.SQL('SELECT count(*) FROM ONLY {}.{}').format(
-                            pgsql.Identifier(schema), pgsql.Identifier(name)))
-                        actual = cur.fetchone()[0]
+                        schema, name, rows = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    key = _catalog.qualified(schema, name)
+                    try:
+                        actual = _catalog.count_rows(cur, [(schema, name)])[key]
                     except Exception as exc:  # noqa: BLE001 - reported per table
                         actual = None
                         with lock:
-                            errors.append('%s: %s' % (table_key(schema, name), str(exc).strip()))
+                            errors.append('%s: %s' % (key, str(exc).strip()))
                     with lock:
-                        results[table_key(schema, name)] = (rows, actual)
+                        results[key] = (rows, actual)
         finally:
             conn.close()
 
-    threads = [threading.Thread(target=worker) for _index in range(min(max(1, jobs), len(queue)))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    sessions = min(max(1, jobs), todo.qsize())
+    if sessions:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=sessions,
+                                                   thread_name_prefix='dbdevops-verify') as pool:
+            for future in [pool.submit(session) for _index in range(sessions)]:
+                future.result()
     mismatches = [dict(table=k, expected=v[0], actual=v[1]) for k, v in sorted(results.items())
                   if v[0] != v[1]]
     return dict(tables_checked=len(results), rows_expected=sum(r for _s, _n, r in expected),
@@ -527,7 +537,7 @@ def run_restore(params, plan):
     manifest = plan['manifest']
     target = plan['target_db']
     t0 = time.monotonic()
-    tool = _tools.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir)
+    tool = _pgclient.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir)
     if plan['action'] == 'replace':
         work_db = ('%s__restore_%d' % (target, os.getpid()))[-63:]
         _drop_database(params, work_db)
@@ -536,48 +546,47 @@ def run_restore(params, plan):
     created = plan['action'] in ('create', 'replace')
     globals_restored = False
     if opts.globals_first:
-        _restore_globals(params, plan, _tools.Tool('psql', plan['server_major'], opts.pg_bin_dir))
+        _restore_globals(params, plan, _pgclient.Tool('psql', plan['server_major'], opts.pg_bin_dir))
         globals_restored = True
     if created:
         _create_database(params, work_db, manifest)
-    hasher = _Hasher(plan['backup_path'], manifest) if opts.verify else None
+    # one thread re-hashes the backup, one counts rows early; pg_restore is
+    # started from this thread, which reads its log and waits for it
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix='dbdevops-restore')
     try:
-        if hasher:
-            hasher.start()
+        hashing = pool.submit(_verify_files, plan['backup_path'], manifest) if opts.verify else None
+        archive = os.path.join(plan['backup_path'], manifest['archive'])
+        # the table of contents, read once, when a subset needs it
+        toc = _read_toc(tool, archive) if opts.tables or set(opts.schemas) - {'public'} else []
         skipped = []
-        list_path = None
+        chosen = None
         if opts.tables:
-            archive = os.path.join(plan['backup_path'], manifest['archive'])
-            lines, skipped = table_subset(plan, _toc_lines(tool, archive))
-            fd, list_path = tempfile.mkstemp(prefix='dbdevops-restore-list-')
-            with os.fdopen(fd, 'w') as f:
-                f.write('\n'.join(lines) + '\n')
+            chosen, skipped = table_subset(plan, toc)
         counter = None
         if opts.verify and manifest.get('row_counts_exact'):
             counter = _EarlyCounter(params, work_db, _selected_tables(plan), serial=opts.jobs == 1)
         try:
-            argv = _pg_restore_args(plan, tool, work_db, use_list=list_path)
-            with LibpqEnv(params, dbname=work_db) as env:
-                proc = _restore_schema_entries(plan, tool, work_db, env)
-                if proc is not None:
-                    returncode, stderr = proc.returncode, proc.stderr
+            with _pgclient.LibpqEnv(params, dbname=work_db) as env:
+                failed = _restore_schema_entries(plan, tool, work_db, env, toc)
+                if failed is not None:
+                    returncode, stderr = failed.returncode, failed.stderr
+                elif chosen is not None:
+                    with _pgclient.use_list(chosen) as list_path:
+                        returncode, stderr = _restore_archive(plan, tool, work_db, env, counter, pool,
+                                                              list_path)
                 else:
-                    if counter:
-                        counter.start()
-                    returncode, stderr = _run_pg_restore(argv, env, counter)
+                    returncode, stderr = _restore_archive(plan, tool, work_db, env, counter, pool)
         finally:
-            if list_path:
-                os.unlink(list_path)
-            counted = counter.finish(succeeded=True) if counter and counter.is_alive() else {}
-        problems = hasher.result() if hasher else []
+            counted = counter.finish(succeeded=True) if counter else {}
+        problems = hashing.result() if hashing else []
         if problems:
             raise BackupError('backup "%s" failed verification, restore abandoned: %s%s'
                               % (manifest['id'], '; '.join(problems), _kept_note(plan, created)),
                               problems=problems)
-        if returncode != 0 or _tools.error_lines(stderr) or 'errors ignored on restore' in stderr:
+        if returncode != 0 or _pgclient.error_lines(stderr) or 'errors ignored on restore' in stderr:
             raise BackupError('pg_restore of backup "%s" into database "%s" failed (exit %d): %s%s'
                               % (manifest['id'], work_db, returncode,
-                                 _tools.first_error(stderr), _kept_note(plan, created)),
+                                 _pgclient.first_error(stderr), _kept_note(plan, created)),
                               stderr=stderr[-4000:], backup_id=manifest['id'])
         tables = _selected_tables(plan)
         verification = dict(checksums='passed' if opts.verify else 'skipped')
@@ -608,12 +617,29 @@ def run_restore(params, plan):
             except Exception:  # noqa: BLE001 - the original error matters more
                 pass
         raise
+    finally:
+        pool.shutdown(wait=False)
     restored = _selected_tables(plan)
     return dict(backup_id=manifest['id'], database=manifest['database'], target_db=target,
                 action=plan['action'], tables=len(restored),
-                restored_tables=[table_key(s, n) for s, n, _rows in restored], skipped=skipped,
+                restored_tables=[_catalog.qualified(s, n) for s, n, _rows in restored], skipped=skipped,
                 globals_restored=globals_restored, verification=verification,
                 terminated_sessions=swapped or [], duration_ms=_tools.monotonic_ms(t0))
+
+
+def _read_toc(tool, archive):
+    try:
+        return _pgclient.read_toc(tool.path, archive)
+    except _pgclient.ClientError as exc:
+        raise BackupError('cannot read the table of contents of %s: %s'
+                          % (archive, _pgclient.first_error(exc.details.get('stderr', ''))))
+
+
+def _restore_archive(plan, tool, work_db, env, counter, pool, list_path=None):
+    """pg_restore of the archive (or of the entries in ``list_path``), counting rows early."""
+    if counter:
+        counter.start(pool)
+    return _run_pg_restore(_pg_restore_args(plan, tool, work_db, use_list=list_path), env, counter)
 
 
 def _kept_note(plan, created):
@@ -689,7 +715,7 @@ def restore_drill(params, src, backup_id='latest', backup_db=None, jobs=1, pg_bi
         passed = result['verification'].get('passed', False)
         details = result['verification']
         error = None
-    except BackupError as exc:
+    except (BackupError, _pgclient.ClientError) as exc:
         passed, details, error, result = False, exc.details.get('verification') or {}, str(exc), None
     finally:
         try:

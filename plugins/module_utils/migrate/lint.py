@@ -166,6 +166,19 @@ def lint_steps(steps, catalog=None, lock_timeout=None):
     return findings
 
 
+# ALTER TABLE column commands that lock and scan or rewrite an existing table: rule, message.
+_COLUMN_RULES = {
+    'AT_SetNotNull': (
+        'set-not-null',
+        'SET NOT NULL on column {column} scans {where} under an ACCESS EXCLUSIVE lock; add '
+        'CHECK ({column} IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL'),
+    'AT_AlterColumnType': (
+        'alter-column-type',
+        'ALTER COLUMN {column} TYPE usually rewrites {where} under an ACCESS EXCLUSIVE '
+        'lock; add a new column, backfill, and switch over instead'),
+}
+
+
 def _existing(catalog, table, created):
     """Text like 'existing table public.t (12.0 MB, ~1000 rows)' or None when new."""
     if table in created:
@@ -206,13 +219,11 @@ def _check(name, node, catalog, created):
                                    'ADD COLUMN with volatile default %s() rewrites %s under an '
                                    'ACCESS EXCLUSIVE lock; add the column without a default, '
                                    'backfill in batches, then SET DEFAULT' % (volatile[0], where))
-            elif subtype == 'AT_SetNotNull':
+            elif subtype in _COLUMN_RULES:
                 where = _existing(catalog, table, created)
                 if where:
-                    yield ('set-not-null',
-                           'SET NOT NULL on column %s scans %s under an ACCESS EXCLUSIVE lock; add '
-                           'CHECK (%s IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT, then SET NOT NULL'
-                           % (cmd.get('name'), where, cmd.get('name')))
+                    rule, text = _COLUMN_RULES[subtype]
+                    yield rule, text.format(column=cmd.get('name'), where=where)
             elif subtype == 'AT_AddConstraint':
                 con = definition.get('Constraint', {})
                 if con.get('contype') in ('CONSTR_CHECK', 'CONSTR_FOREIGN') and \
@@ -223,13 +234,6 @@ def _check(name, node, catalog, created):
                                'ADD CONSTRAINT %s without NOT VALID validates every row of %s under '
                                'a lock; add it NOT VALID, then VALIDATE CONSTRAINT in a later step'
                                % (con.get('conname') or '', where))
-            elif subtype == 'AT_AlterColumnType':
-                where = _existing(catalog, table, created)
-                if where:
-                    yield ('alter-column-type',
-                           'ALTER COLUMN %s TYPE usually rewrites %s under an ACCESS EXCLUSIVE '
-                           'lock; add a new column, backfill, and switch over instead'
-                           % (cmd.get('name'), where))
             elif subtype == 'AT_DropColumn':
                 yield ('drop-column',
                        'DROP COLUMN %s on %s destroys its data; deploy code that no longer reads '

@@ -75,24 +75,3 @@ def test_trust_only_when_an_entry_asks_for_it():
     rules = hba_rules([{'contype': 'host', 'address': '10.0.0.0/8'}])
     assert rules[0]['method'] == 'scram-sha-256'
     assert all(r.get('method') != 'trust' for r in hba_rules(good_entries()))
-
-
-def test_group_access_expands_to_grants_and_default_privileges():
-    from ansible_collections.dbdevops.postgresql.plugins.filter.server_tuning import server_group_privileges
-    privs = server_group_privileges([{'database': 'app', 'owner': 'app_owner',
-                                      'read_role': 'app_read', 'write_role': 'app_write'}])
-    table = dict(((p['roles'], p['type'], p['objs']), p) for p in privs)
-    assert table[('app_read', 'database', 'app')]['privs'] == 'CONNECT'
-    assert table[('app_read', 'schema', 'public')]['privs'] == 'USAGE'
-    assert table[('app_read', 'table', 'ALL_IN_SCHEMA')]['privs'] == 'SELECT'
-    assert table[('app_read', 'default_privs', 'TABLES')]['privs'] == 'SELECT'
-    assert table[('app_write', 'table', 'ALL_IN_SCHEMA')]['privs'] == 'SELECT,INSERT,UPDATE,DELETE'
-    assert table[('app_write', 'default_privs', 'TABLES')]['target_roles'] == 'app_owner'
-    assert table[('app_write', 'default_privs', 'SEQUENCES')]['privs'] == 'USAGE,SELECT,UPDATE'
-    assert len(privs) == 12
-
-
-def test_group_access_without_owner_grants_no_default_privileges():
-    from ansible_collections.dbdevops.postgresql.plugins.filter.server_tuning import server_group_privileges
-    privs = server_group_privileges([{'database': 'app', 'read_role': 'r'}])
-    assert [p['type'] for p in privs] == ['database', 'schema', 'table', 'sequence']

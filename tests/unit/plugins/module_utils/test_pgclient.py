@@ -75,7 +75,7 @@ def test_children_die_with_a_killed_parent(tmp_path):
     ''' % (os.path.join(REPO_ROOT, '.venv', 'collections'), REPO_ROOT, str(pidfile)))
     parent = subprocess.Popen([sys.executable, '-c', script])
     try:
-        for _ in range(100):
+        for _attempt in range(100):
             if pidfile.exists() and pidfile.read_text():
                 break
             time.sleep(0.05)
@@ -83,7 +83,7 @@ def test_children_die_with_a_killed_parent(tmp_path):
         os.kill(child, 0)                       # running
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
-        for _ in range(100):
+        for _attempt in range(100):
             try:
                 os.kill(child, 0)
             except ProcessLookupError:

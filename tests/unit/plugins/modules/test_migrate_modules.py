@@ -5,58 +5,16 @@ import os
 import subprocess
 
 import pytest
-from ansible.module_utils import _internal as ansible_internal
-from ansible.module_utils import basic
-from ansible.module_utils.common import warnings as ansible_warnings
-from ansible.module_utils.testing import patch_module_args
+import yaml
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import same_shape
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
     migrate, migration_info, migration_new)
 from tests.harness.pgcluster import free_port
-from tests.harness.migrate_samples import write
+from tests.harness.migrate_samples import info, write
+from tests.harness.modules import run_module
 
 from tests.harness import REPO_ROOT as ROOT  # noqa: E402
-
-
-class Exit(Exception):
-    def __init__(self, result, failed):
-        super(Exit, self).__init__(result.get('msg'))
-        self.result = result
-        self.failed = failed
-
-
-def run(module, args, check=False, diff=False):
-    args = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
-
-    def finish(kwargs, failed):
-        kwargs['warnings'] = list(ansible_warnings.get_warning_messages())
-        raise Exit(kwargs, failed)
-
-    def exit_json(self, **kwargs):
-        finish(kwargs, False)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        finish(kwargs, True)
-
-    ansible_warnings._global_warnings.clear()
-
-    # Another test may have imported controller code (a filter plugin imports
-    # ansible.errors), which routes module warnings to the controller's display;
-    # a module runs on a target, where they go into the result.
-    was_controller = ansible_internal.is_controller
-    ansible_internal.is_controller = False
-    with patch_module_args(args):
-        orig = basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json
-        basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = exit_json, fail_json
-        try:
-            module.main()
-        except Exit as done:
-            return done.result, done.failed
-        finally:
-            basic.AnsibleModule.exit_json, basic.AnsibleModule.fail_json = orig
-            ansible_internal.is_controller = was_controller
-    raise AssertionError('module returned without exit_json/fail_json')
 
 
 FILES = {
@@ -75,24 +33,24 @@ def tables(pg, db):
 def test_migrate_check_diff_run_rerun(pg_db, tmp_path):
     pg, db = pg_db
     args = dict(pg.conn_params(db), path=write(tmp_path, FILES))
-    result, failed = run(migrate, args, check=True, diff=True)
-    assert not failed and result['changed'] is True and result['applied'] == []
+    result = run_module(migrate, args, check=True, diff=True)
+    assert not result['failed'] and result['changed'] is True and result['applied'] == []
     assert [s['version'] for s in result['plan']['steps']] == ['1', '2']
     assert result['queries'] == [FILES['V1__users.sql'], FILES['V2__users_email.sql']]
     assert result['diff']['before'] == 'version: none\n'
     assert result['diff']['after'].startswith('version: 2\n-- up V1__users.sql\nCREATE TABLE users')
     assert tables(pg, db) == []
 
-    result, failed = run(migrate, args, diff=True)
-    assert not failed and result['changed'] is True
+    result = run_module(migrate, args, diff=True)
+    assert not result['failed'] and result['changed'] is True
     assert [(a['version'], a['direction']) for a in result['applied']] == [('1', 'up'), ('2', 'up')]
     assert result['current_version'] == '2' and result['pending'] == []
     assert result['diff']['after'].startswith('version: 2\n')
     assert tables(pg, db) == ['schema_migrations', 'users']
 
-    result, failed = run(migrate, args, diff=True)
-    assert not failed and result['changed'] is False and 'diff' not in result
-    result, failed = run(migrate, args, check=True)
+    result = run_module(migrate, args, diff=True)
+    assert not result['failed'] and result['changed'] is False and 'diff' not in result
+    result = run_module(migrate, args, check=True)
     assert result['changed'] is False
 
 
@@ -102,35 +60,35 @@ def test_migrate_downgrade_and_lint_warnings(pg_db, tmp_path):
     files = dict(FILES, **{'V3__existing_idx.sql': 'CREATE INDEX existing_id ON existing (id);',
                            'U3__existing_idx.sql': 'DROP INDEX existing_id;'})
     args = dict(pg.conn_params(db), path=write(tmp_path, files))
-    result, failed = run(migrate, args)
+    result = run_module(migrate, args)
     assert any('create-index-not-concurrently' in w for w in result['warnings'])
     assert result['lint'][0]['script'] == 'V3__existing_idx.sql'
     down = dict(args, target='1', allow_downgrade=True)
-    result, failed = run(migrate, down, check=True)
+    result = run_module(migrate, down, check=True)
     assert [s['direction'] for s in result['plan']['steps']] == ['down', 'down']
     assert tables(pg, db) == ['existing', 'schema_migrations', 'users']
-    result, failed = run(migrate, down)
+    result = run_module(migrate, down)
     assert [a['version'] for a in result['applied']] == ['3', '2'] and result['current_version'] == '1'
-    assert run(migrate, down)[0]['changed'] is False
+    assert run_module(migrate, down)['changed'] is False
 
 
 def test_migrate_failures_are_messages_not_tracebacks(pg, pg_db, tmp_path):
     _pg, db = pg_db
     path = write(tmp_path, dict(FILES, **{'V3__bad.sql': 'SELECT 1;\nSELEC 2;\n'}))
-    result, failed = run(migrate, dict(pg.conn_params(db), path=path))
-    assert failed and 'V3__bad.sql line 2' in result['msg'] and 'SELEC 2' in result['msg']
+    result = run_module(migrate, dict(pg.conn_params(db), path=path))
+    assert result['failed'] and 'V3__bad.sql line 2' in result['msg'] and 'SELEC 2' in result['msg']
     assert result['file'] == 'V3__bad.sql' and result['line'] == 2 and result['changed'] is True
     assert 'Traceback' not in result['msg']
 
-    result, failed = run(migrate, dict(pg.conn_params(db, password='wrong'), path=path))
-    assert failed and 'password authentication failed' in result['msg'] and 'wrong' not in result['msg']
-    result, failed = run(migrate, dict(login_host='127.0.0.1', login_port=free_port(), db='x', path=path))
-    assert failed and 'refused the connection' in result['msg']
-    result, failed = run(migrate, dict(pg.conn_params(db), path=str(tmp_path / 'nope')))
-    assert failed and 'does not exist' in result['msg']
+    result = run_module(migrate, dict(pg.conn_params(db, password='wrong'), path=path))
+    assert result['failed'] and 'password authentication failed' in result['msg'] and 'wrong' not in result['msg']
+    result = run_module(migrate, dict(login_host='127.0.0.1', login_port=free_port(), db='x', path=path))
+    assert result['failed'] and 'refused the connection' in result['msg']
+    result = run_module(migrate, dict(pg.conn_params(db), path=str(tmp_path / 'nope')))
+    assert result['failed'] and 'does not exist' in result['msg']
     os.symlink(str(tmp_path / 'gone'), str(tmp_path / 'V4__dangling.sql'))
-    result, failed = run(migrate, dict(pg.conn_params(db), path=path))
-    assert failed and 'V4__dangling.sql (a dangling symbolic link)' in result['msg']
+    result = run_module(migrate, dict(pg.conn_params(db), path=path))
+    assert result['failed'] and 'V4__dangling.sql (a dangling symbolic link)' in result['msg']
     assert pg.sql('SELECT max(version) FROM schema_migrations WHERE success', dbname=db) == [('2',)]
 
 
@@ -138,39 +96,39 @@ def test_migrate_verify_rollback_option(pg_db, tmp_path):
     pg, db = pg_db
     files = dict(FILES, **{'U2__users_email.sql': 'SELECT 1;'})
     args = dict(pg.conn_params(db), path=write(tmp_path, files), verify_rollback=True)
-    result, failed = run(migrate, args)
-    assert failed and 'verified rollback failed at version 2' in result['msg']
+    result = run_module(migrate, args)
+    assert result['failed'] and 'verified rollback failed at version 2' in result['msg']
     assert tables(pg, db) == []
     write(tmp_path, FILES)
-    result, failed = run(migrate, args)
-    assert not failed and result['verify_rollback']['verified'] is True and result['changed']
+    result = run_module(migrate, args)
+    assert not result['failed'] and result['verify_rollback']['verified'] is True and result['changed']
 
 
 def test_migration_info_and_drift(pg_db, tmp_path):
     pg, db = pg_db
     args = dict(pg.conn_params(db), path=write(tmp_path, FILES))
-    result, failed = run(migration_info, args)
-    assert not failed and result['changed'] is False and result['pending'] == ['1', '2']
+    result = run_module(migration_info, args)
+    assert not result['failed'] and result['changed'] is False and result['pending'] == ['1', '2']
     assert result['history_exists'] is False and tables(pg, db) == []
-    run(migrate, dict(args, target='1'))
-    result, dummy = run(migration_info, args)
+    run_module(migrate, dict(args, target='1'))
+    result = run_module(migration_info, args)
     assert result['current_version'] == '1' and result['pending'] == ['2']
     assert result['drift']['drifted'] is False
     pg.sql('ALTER TABLE users ADD COLUMN by_hand int', dbname=db)
-    result, failed = run(migration_info, args)
-    assert result['drift']['drifted'] is True and not failed
+    result = run_module(migration_info, args)
+    assert result['drift']['drifted'] is True and not result['failed']
     assert result['drift']['summary'] == ['+ column public.users.by_hand (integer)']
-    result, failed = run(migration_info, dict(args, fail_on_drift=True))
-    assert failed and 'schema drift since version 1' in result['msg']
+    result = run_module(migration_info, dict(args, fail_on_drift=True))
+    assert result['failed'] and 'schema drift since version 1' in result['msg']
 
 
 def test_migration_new_module(tmp_path):
     args = dict(path=str(tmp_path), description='create memberships', version='20260101000000')
-    result, failed = run(migration_new, args, check=True)
-    assert not failed and result['changed'] and os.listdir(str(tmp_path)) == []
-    result, failed = run(migration_new, args)
+    result = run_module(migration_new, args, check=True)
+    assert not result['failed'] and result['changed'] and os.listdir(str(tmp_path)) == []
+    result = run_module(migration_new, args)
     assert result['changed'] and len(os.listdir(str(tmp_path))) == 2
-    result, failed = run(migration_new, args)
+    result = run_module(migration_new, args)
     assert result['changed'] is False
 
 
@@ -233,8 +191,8 @@ def test_bad_input_clear_message_no_traceback_nothing_applied(pg_db, tmp_path, n
     else:
         args = dict(pg.conn_params(db, **(conn or {})), path=path)
     for module in (migrate, migration_info):
-        result, failed = run(module, args, check=check)
-        assert failed, result
+        result = run_module(module, args, check=check)
+        assert result['failed'], result
         assert expected % dict(tmp=tmp_path) in result['msg'], result['msg']
         assert 'Traceback' not in result['msg'] and '\n' not in result['msg']
         assert 'wrong' not in result['msg'] and 'harness-superuser-secret' not in result['msg']
@@ -244,11 +202,11 @@ def test_bad_input_clear_message_no_traceback_nothing_applied(pg_db, tmp_path, n
 def test_migration_info_reports_failed_migrations_without_failing(pg_db, tmp_path):
     pg, db = pg_db
     args = dict(pg.conn_params(db), path=write(tmp_path, dict(FILES, **{'V3__bad.sql': 'SELECT 1 / 0;'})))
-    result, failed = run(migrate, args)
-    assert failed and result['line'] == 1
-    result, failed = run(migration_info, args)
-    assert not failed and result['changed'] is False
-    assert 'failed' not in result                    # a truthy "failed" key would fail the task
+    result = run_module(migrate, args)
+    assert result['failed'] and result['line'] == 1
+    result = run_module(migration_info, args)
+    assert result['failed'] is False and result['changed'] is False
+    assert 'failed' not in info(pg_db, args['path'])  # a truthy "failed" key would fail the task
     assert [(f['script'], f['success']) for f in result['failed_migrations']] == [('V3__bad.sql', False)]
     assert 'V3__bad.sql line 1: division by zero' in result['failed_migrations'][0]['error_message']
     assert result['current_version'] == '2' and result['pending'] == ['3']
@@ -257,16 +215,58 @@ def test_migration_info_reports_failed_migrations_without_failing(pg_db, tmp_pat
 def test_migrate_diff_mode_shows_version_and_sql_for_a_downgrade(pg_db, tmp_path):
     pg, db = pg_db
     args = dict(pg.conn_params(db), path=write(tmp_path, FILES))
-    run(migrate, args)
+    run_module(migrate, args)
     down = dict(args, target='1', allow_downgrade=True)
-    result, failed = run(migrate, down, check=True, diff=True)
-    assert not failed and result['changed'] is True and result['applied'] == []
+    result = run_module(migrate, down, check=True, diff=True)
+    assert not result['failed'] and result['changed'] is True and result['applied'] == []
     assert result['diff']['before'] == 'version: 2\n'
     assert result['diff']['after'] == 'version: 1\n-- down U2__users_email.sql\nDROP INDEX users_email;\n'
     assert result['queries'] == ['DROP INDEX users_email;\n']
     assert pg.sql("SELECT to_regclass('users_email') IS NOT NULL", dbname=db) == [(True,)]
-    result, failed = run(migrate, down, diff=True)
+    result = run_module(migrate, down, diff=True)
     assert [(a['version'], a['direction']) for a in result['applied']] == [('2', 'down')]
     assert result['diff']['after'].startswith('version: 1\n')
-    result, failed = run(migrate, down, diff=True)
+    result = run_module(migrate, down, diff=True)
     assert result['changed'] is False and 'diff' not in result
+
+
+ANSIBLE_KEYS = {'changed', 'failed', 'warnings', 'diff'}
+
+
+def check_then_real(module, args):
+    """The module in check mode, then for real (both in diff mode); both results."""
+    checked = run_module(module, args, check=True, diff=True)
+    real = run_module(module, args, diff=True)
+    assert not checked['failed'] and not real['failed'], (checked.get('msg'), real.get('msg'))
+    return checked, real
+
+
+def test_check_mode_returns_the_keys_of_a_real_run(pg_db, tmp_path):
+    pg, db = pg_db
+    args = dict(pg.conn_params(db), path=write(tmp_path, FILES))
+    for module, extra, changed in (
+            (migration_info, {}, False),
+            (migrate, dict(verify_rollback=True), True),                  # pending work
+            (migrate, {}, False),                                         # nothing pending
+            (migration_info, {}, False),
+            (migrate, dict(target='1', allow_downgrade=True), True)):     # downgrade
+        checked, real = check_then_real(module, dict(args, **extra))
+        assert checked['changed'] is changed and real['changed'] is changed
+        assert same_shape(checked, real) == ([], []), module.__name__
+        documented = set(yaml.safe_load(module.RETURN)) | ANSIBLE_KEYS
+        assert set(real) <= documented, sorted(set(real) - documented)
+        if module is migrate:
+            assert checked['applied'] == [] and checked['lock_wait_s'] == 0.0
+            assert checked['history_created'] is real['history_created']
+            assert checked['plan']['steps'] == real['plan']['steps']
+            assert checked['queries'] == real['queries']
+            assert ('diff' in checked) is changed and ('diff' in real) is changed
+    assert real['current_version'] == '1' and real['history_created'] is False
+
+
+def test_migration_new_check_mode_returns_the_keys_of_a_real_run(tmp_path):
+    args = dict(path=str(tmp_path), description='create memberships', version='20260101000000')
+    checked, real = check_then_real(migration_new, args)
+    assert checked['changed'] and real['changed'] and len(os.listdir(str(tmp_path))) == 2
+    assert same_shape(checked, real) == ([], [])
+    assert set(real) <= set(yaml.safe_load(migration_new.RETURN)) | ANSIBLE_KEYS

@@ -13,14 +13,13 @@ import shutil
 import pytest
 import yaml
 
-from ansible_collections.dbdevops.postgresql.plugins import modules as modules_pkg
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
     backup, backup_info, data_compare, migrate, migration_info, migration_new, restore, schema_diff)
 from tests.harness.modules import run_module
 
 # Keys Ansible itself adds or that the adapter adds only when they apply.
 ANSIBLE_KEYS = {'changed', 'failed', 'warnings', 'deprecations', 'msg', 'invocation', 'diff'}
-MODULE_DIR = os.path.dirname(modules_pkg.__file__)
+MODULE_DIR = os.path.dirname(backup.__file__)
 
 FILES = {
     'V1__users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL);\n',
@@ -110,8 +109,12 @@ def test_migration_info(pg_db, folder):
 
 def test_migration_new(tmp_path):
     args = dict(path=str(tmp_path / 'new'), description='create things', version='20260101000000')
-    checked, real = check_then_real(migration_new, args, prepare=lambda: shutil.rmtree(
-        str(tmp_path / 'new'), ignore_errors=True))
+
+    def empty_folder():
+        shutil.rmtree(str(tmp_path / 'new'), ignore_errors=True)
+        os.makedirs(str(tmp_path / 'new'))
+    checked, real = check_then_real(migration_new, args, prepare=empty_folder)
+    assert checked['changed'] and real['changed']
     assert_documented(migration_new, checked, real)
 
 

@@ -20,7 +20,7 @@ from tests.harness.backup_samples import params_for, take_backup
 def test_round_trip_per_format(sample_db, dest, fmt, jobs, compression):
     cluster, name = sample_db
     result = take_backup(cluster, name, dest, format=fmt, jobs=jobs, compression=compression,
-                         globals_dump=True)
+                         globals=True)
     manifest = result['manifest']
     assert result['path'] == os.path.join(dest, result['backup_id'])
     assert manifest['database'] == name and manifest['format'] == fmt

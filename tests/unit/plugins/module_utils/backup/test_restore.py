@@ -216,7 +216,7 @@ def test_globals_first_recreates_roles(sample_db, dest):
     cluster.sql('DROP ROLE IF EXISTS app_reader')
     cluster.sql('CREATE ROLE app_reader')
     cluster.sql('GRANT SELECT ON public.customers TO app_reader', dbname=name)
-    take_backup(cluster, name, dest, globals_dump=True)
+    take_backup(cluster, name, dest, globals=True)
     cluster.sql('REVOKE ALL ON public.customers FROM app_reader', dbname=name)
     cluster.sql('DROP ROLE app_reader')
     target = name + '_g'

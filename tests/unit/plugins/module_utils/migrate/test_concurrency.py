@@ -13,12 +13,13 @@ from tests.harness.migrate_samples import write
 RUNNER = r'''
 import json, sys
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, Migrator)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 params, path = json.loads(sys.argv[1]), sys.argv[2]
 try:
-    result = Migrator(ConnParams.from_params(params), MigrateOptions(path, lock_wait=60)).migrate()
+    engine = MigrateEngine(ConnParams.from_params(params), MigrateOptions(path, lock_wait=60))
+    result = engine.apply(engine.plan())
 except DbDevopsError as exc:
     print(json.dumps({'failed': True, 'msg': str(exc)}))
     sys.exit(1)

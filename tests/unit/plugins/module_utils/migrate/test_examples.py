@@ -9,8 +9,10 @@ import sys
 import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, Migrator, verify_rollback)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.verify import verify_rollback
+from tests.harness.migrate_samples import info, migrate
 
 from tests.harness import REPO_ROOT as ROOT  # noqa: E402
 EXAMPLES = os.path.join(ROOT, 'examples', 'migrations')
@@ -25,21 +27,21 @@ def test_examples_apply_verify_downgrade_and_reapply(pg_db):
     assert report['checked'] == [str(v) for v in range(1, 8)]
 
     options = dict(placeholders=PLACEHOLDERS)
-    result = Migrator(params, MigrateOptions(EXAMPLES, target='4', **options)).migrate()
+    result = migrate(MigrateEngine(params, MigrateOptions(EXAMPLES, target='4', **options)))
     assert result['current_version'] == '4'
     pg.sql("INSERT INTO users (username, email) SELECT 'u' || g, 'u' || g || '@x' "
            "FROM generate_series(1, 7) g", dbname=db)
-    result = Migrator(params, MigrateOptions(EXAMPLES, **options)).migrate()
+    result = migrate(MigrateEngine(params, MigrateOptions(EXAMPLES, **options)))
     assert [a['version'] for a in result['applied']] == ['5', '6', '7']
     assert result['lint'] == []                        # the zero-downtime steps lint clean
     assert pg.sql('SELECT count(*) FROM users WHERE display_name = username', dbname=db) == [(7,)]
     assert pg.sql("SELECT attnotnull FROM pg_attribute WHERE attrelid = 'users'::regclass "
                   "AND attname = 'display_name'", dbname=db) == [(True,)]
-    assert Migrator(params, MigrateOptions(EXAMPLES, **options)).migrate()['changed'] is False
-    info = Migrator(params, MigrateOptions(EXAMPLES, **options)).info()
-    assert info['drift']['drifted'] is False and info['pending'] == []
+    assert migrate(MigrateEngine(params, MigrateOptions(EXAMPLES, **options)))['changed'] is False
+    state = info(pg_db, EXAMPLES, **options)
+    assert state['drift']['drifted'] is False and state['pending'] == []
     pg.sql('DELETE FROM users', dbname=db)
-    result = Migrator(params, MigrateOptions(EXAMPLES, target='0', allow_downgrade=True, **options)).migrate()
+    result = migrate(MigrateEngine(params, MigrateOptions(EXAMPLES, target='0', allow_downgrade=True, **options)))
     assert [a['version'] for a in result['applied']] == ['7', '6', '5', '4', '3', '2', '1']
     assert pg.sql("SELECT count(*) FROM pg_tables WHERE schemaname = 'public'", dbname=db) == [(1,)]
 
@@ -67,8 +69,8 @@ def test_playbook_rolls_back_to_starting_version_on_failure(pg_db, tmp_path):
     pg, db = pg_db
     path = str(tmp_path / 'migrations')
     shutil.copytree(EXAMPLES, path)
-    Migrator(ConnParams.from_params(pg.conn_params(db)),
-             MigrateOptions(path, target='2', placeholders=PLACEHOLDERS)).migrate()
+    migrate(MigrateEngine(ConnParams.from_params(pg.conn_params(db)),
+                          MigrateOptions(path, target='2', placeholders=PLACEHOLDERS)))
     with open(os.path.join(path, 'V8__broken.sql'), 'w') as handle:
         handle.write('ALTER TABLE users ADD COLUMN x int;\nALTER TABLE nope ADD COLUMN y int;\n')
 
@@ -79,9 +81,7 @@ def test_playbook_rolls_back_to_starting_version_on_failure(pg_db, tmp_path):
     assert 'V8__broken.sql line 2' in stats['error']
     assert pg.sql('SELECT max(version::int) FROM schema_migrations WHERE success AND type = %s',
                   ('versioned',), dbname=db) == [(7,)]
-    info = Migrator(ConnParams.from_params(pg.conn_params(db)),
-                    MigrateOptions(path, placeholders=PLACEHOLDERS)).info()
-    assert info['current_version'] == '2'
+    assert info(pg_db, path, placeholders=PLACEHOLDERS)['current_version'] == '2'
 
     os.unlink(os.path.join(path, 'V8__broken.sql'))
     backups = str(tmp_path / 'backups')

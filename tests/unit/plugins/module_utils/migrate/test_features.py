@@ -9,8 +9,8 @@ the effect -> the same run again -> unchanged, and the plan is empty.
 import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationError
-from tests.harness.migrate_samples import engine, write
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import MigrationError
+from tests.harness.migrate_samples import engine, migrate, plan_of, write
 
 
 def sql(pg_db, text, params=None):
@@ -45,7 +45,7 @@ def applied(result):
 def prep_up(files_after=None, **opts):
     """Preparation: migrate the folder first (with ``opts``), then change files."""
     def prep(pg_db, path):
-        engine(pg_db, path, **opts).migrate()
+        migrate(engine(pg_db, path, **opts))
         if files_after:
             write(path, files_after)
     return prep
@@ -54,7 +54,7 @@ def prep_up(files_after=None, **opts):
 def prep_invalid_index(pg_db, path):
     sql(pg_db, 'CREATE TABLE t (a int); INSERT INTO t VALUES (1), (1)')
     with pytest.raises(MigrationError, match='INVALID index left behind'):
-        engine(pg_db, path).migrate()
+        migrate(engine(pg_db, path))
     sql(pg_db, 'DELETE FROM t')
 
 
@@ -148,11 +148,11 @@ def test_feature_check_mode_then_run_then_rerun_unchanged(pg_db, tmp_path, name)
         case['prep'](pg_db, path)
     before = snapshot(pg_db, opts)
 
-    plan = engine(pg_db, path, **opts).plan()
+    plan = plan_of(engine(pg_db, path, **opts))
     assert plan.changed and plan.steps
     assert snapshot(pg_db, opts) == before, 'check mode changed the database'
 
-    result = engine(pg_db, path, **opts).migrate()
+    result = migrate(engine(pg_db, path, **opts))
     assert result['changed'] is True
     assert [(s['kind'], s['version']) for s in result['plan']['steps']] == \
         [(s.kind, s.version) for s in plan.steps], 'the run did not do what check mode showed'
@@ -160,7 +160,7 @@ def test_feature_check_mode_then_run_then_rerun_unchanged(pg_db, tmp_path, name)
     after = snapshot(pg_db, opts)
     assert after != before
 
-    again = engine(pg_db, path, **opts).migrate()
+    again = migrate(engine(pg_db, path, **opts))
     assert again['changed'] is False and again['applied'] == []
-    assert engine(pg_db, path, **opts).plan().changed is False
+    assert plan_of(engine(pg_db, path, **opts)).changed is False
     assert snapshot(pg_db, opts) == after, 'a rerun changed the database'

@@ -4,8 +4,8 @@
 import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrationError
-from tests.harness.migrate_samples import engine, write
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import MigrationError
+from tests.harness.migrate_samples import engine, migrate, plan_of, write
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_each_rule_on_existing_table_with_size(big_table, tmp_path):
             'DROP TABLE accounts;\n'),
         'V2__nontx.sql': '-- dbdevops:transaction=off\nCREATE INDEX CONCURRENTLY x ON accounts (id);\n',
     })
-    plan = engine(big_table, path).plan()
+    plan = plan_of(engine(big_table, path))
     assert rules(plan) == [
         ('V1__unsafe.sql', 1, 'create-index-not-concurrently'),
         ('V1__unsafe.sql', 2, 'volatile-default'),
@@ -49,7 +49,7 @@ def test_each_rule_on_existing_table_with_size(big_table, tmp_path):
     assert 'existing table public.accounts' in first and '~5000 rows' in first and 'kB' in first
     assert any('[create-index-not-concurrently]' in w for w in plan.warnings)
     # lock_timeout off: the non-transactional file is flagged
-    plan = engine(big_table, path, lock_timeout='').plan()
+    plan = plan_of(engine(big_table, path, lock_timeout=''))
     assert ('V2__nontx.sql', 1, 'non-transactional-lock-timeout') in rules(plan)
 
 
@@ -59,26 +59,27 @@ def test_new_table_in_same_plan_is_not_flagged(pg_db, tmp_path):
         'V2__t.sql': 'ALTER TABLE t ADD COLUMN u uuid DEFAULT gen_random_uuid();\n'
                      'ALTER TABLE t ALTER COLUMN v SET NOT NULL;\n',
     })
-    assert engine(pg_db, path).plan().lint == []
+    assert plan_of(engine(pg_db, path)).lint == []
 
 
 def test_fail_on_lint_refuses_before_anything_and_ignore_directive(big_table, tmp_path):
     pg, db = big_table
     path = write(tmp_path, {'V1__idx.sql': 'CREATE INDEX accounts_n ON accounts (n);\n'})
     with pytest.raises(MigrationError) as err:
-        engine(big_table, path, fail_on_lint=True).migrate()
+        migrate(engine(big_table, path, fail_on_lint=True))
     assert 'V1__idx.sql line 1' in str(err.value) and 'create-index-not-concurrently' in str(err.value)
     assert pg.sql("SELECT to_regclass('accounts_n')", dbname=db) == [(None,)]
-    assert pg.sql('SELECT count(*) FROM schema_migrations', dbname=db) == [(0,)]
+    # refused at plan time, before the run takes its lock: not even the history table is created
+    assert pg.sql("SELECT to_regclass('schema_migrations')", dbname=db) == [(None,)]
     write(tmp_path, {'V1__idx.sql': '-- dbdevops:lint-ignore=create-index-not-concurrently\n'
                                     'CREATE INDEX accounts_n ON accounts (n);\n'})
-    assert engine(big_table, path, fail_on_lint=True).migrate()['changed'] is True
+    assert migrate(engine(big_table, path, fail_on_lint=True))['changed'] is True
 
 
 def test_lint_without_pglast_is_a_clear_warning(pg_db, tmp_path, monkeypatch):
     monkeypatch.setattr(mlint, 'HAS_PGLAST', False)
     path = write(tmp_path, {'V1__t.sql': 'CREATE TABLE t ();'})
-    plan = engine(pg_db, path).plan()
+    plan = plan_of(engine(pg_db, path))
     assert 'lint skipped: pglast not installed' in ' '.join(plan.warnings)
 
 

@@ -7,8 +7,9 @@ import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import (
-    MigrateOptions, describe_verify_failure, verify_rollback)
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.verify import (
+    describe_verify_failure, verify_rollback)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files import (
     MigrationFilesError, discover)
 from tests.harness.migrate_samples import write

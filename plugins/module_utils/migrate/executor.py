@@ -1,0 +1,243 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Running the steps of a plan on one connection, each with its history row.
+
+A transactional file runs in one transaction together with its history row;
+a file marked ``-- dbdevops:transaction=off`` runs one statement per round
+trip.  A failure is recorded as a ``success = false`` row and raised as a
+MigrationError naming file, line and statement.  No Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import getpass
+import re
+import socket
+import time
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.lock import with_lock_retries
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.planner import invalid_indexes
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
+    MigrationError, pg_error_text, sqlstate)
+
+try:
+    import psycopg2
+    from psycopg2 import sql as pgsql
+except ImportError:  # pragma: no cover - connection.require_psycopg2 explains it
+    psycopg2 = None
+    pgsql = None
+
+
+def session_settings(conn, opts):
+    """lock_timeout and statement_timeout of the options on the migration session."""
+    with conn.cursor() as cur:
+        cur.execute('SELECT set_config(%s, %s, false), set_config(%s, %s, false)',
+                    ('lock_timeout', opts.lock_timeout or '0',
+                     'statement_timeout', opts.statement_timeout or '0'))
+        if conn.server_version >= 140000:
+            # the backend notices a killed runner within a second and rolls back
+            cur.execute("SET client_connection_check_interval = '1s'")
+
+
+def actor(params, opts):
+    """What the applied_by column says: the option, else login user with OS user and host."""
+    if opts.applied_by:
+        return opts.applied_by
+    try:
+        osuser = getpass.getuser()
+    except (KeyError, OSError):
+        osuser = 'unknown'
+    return '%s (%s@%s)' % (params.login_user, osuser, socket.gethostname())
+
+
+def _rollback(conn):
+    try:
+        if not conn.closed:
+            conn.cursor().execute('ROLLBACK')
+    except psycopg2.Error:
+        pass
+
+
+class Executor(object):
+    """Runs steps on ``conn`` and appends their rows to ``table`` (a HistoryTable)."""
+
+    def __init__(self, conn, opts, table, actor, sleep=time.sleep):
+        self.conn = conn
+        self.opts = opts
+        self.table = table
+        self.actor = actor
+        self.sleep = sleep
+
+    def run(self, plan):
+        """Run every step of ``plan`` in order; returns what was applied.
+
+        The schema fingerprint goes on the last row written, also after a
+        failure: what did apply is what drift detection starts from.
+        """
+        applied = []
+        rank = plan.next_rank
+        last_rank = None
+        finished = False
+        try:
+            for step in plan.steps:
+                started = time.time()
+                self.run_step(step, rank, applied)
+                ms = int((time.time() - started) * 1000)
+                last_rank = rank
+                rank += 1
+                applied.append(dict(version=step.version, description=step.description,
+                                    script=step.script, kind=step.kind, direction=step.direction,
+                                    ms=ms))
+            finished = True
+        finally:
+            if last_rank is not None and self.opts.record_fingerprint:
+                try:
+                    self.table.store_fingerprint(self.conn, last_rank)
+                except psycopg2.Error:
+                    if finished:
+                        raise
+        return applied
+
+    def run_step(self, step, rank, applied):
+        """One step with history row ``rank``; ``applied`` is what ran before (for errors)."""
+        if step.kind in ('baseline', 'repair'):
+            with self.conn.cursor() as cur:
+                self.table.insert(cur, rank, step, self.actor, 0, True, step.note)
+        elif step.transactional:
+            self._run_transactional(step, rank, applied)
+        else:
+            self._run_autocommit(step, rank, applied)
+
+    def _run_transactional(self, step, rank, applied):
+        """One transaction: the file's statements, then its history row, then COMMIT.
+
+        Every statement but the last is its own execute (BEGIN rides along with the
+        first), so a failure there names its statement for certain.  The last one is
+        sent together with the history INSERT and the COMMIT: a one-statement file
+        costs one round trip.  A failure in that last execute is placed by the
+        error's position when the server gives one, else it is the statement's
+        unless the error is about the history table (then it is the history write).
+        """
+        statements = step.file.statements
+        with self.conn.cursor() as cur:
+            record = self.table.record_sql(cur, rank, step, self.actor)
+        progress = {}
+
+        def attempt():
+            progress.update(stmt=None, ran=0, started=time.time())
+            with self.conn.cursor() as cur:
+                begin = 'BEGIN;\n'
+                for stmt in statements[:-1]:
+                    progress['stmt'] = stmt
+                    cur.execute(begin + stmt.text)
+                    begin = ''
+                    progress['ran'] += 1
+                stmt = progress['stmt'] = statements[-1] if statements else None
+                head = begin + (stmt.text + '\n;\n' if stmt is not None else '')
+                try:
+                    cur.execute(head + record + ';\nCOMMIT')
+                except psycopg2.Error as exc:
+                    progress['stmt'] = self._locate_last(exc, stmt, len(begin), len(head))
+                    raise
+
+        error, attempts = with_lock_retries(attempt, self.opts.lock_retries, self.sleep,
+                                            after_error=lambda: _rollback(self.conn))
+        if error is None:
+            return
+        stmt, ran = progress['stmt'], progress['ran']
+        message = self._failure_message(step, stmt, error, ran, len(statements),
+                                        transactional=True, attempts=attempts)
+        self._record_failure(rank, step, progress['started'], message)
+        raise MigrationError(message, **self._failure_details(step, stmt, error, applied, ran))
+
+    def _locate_last(self, exc, stmt, stmt_start, stmt_end):
+        """The statement that failed in ``<last statement>; INSERT ...; COMMIT``, or None."""
+        if stmt is None:
+            return None
+        diag = getattr(exc, 'diag', None)
+        position = getattr(diag, 'statement_position', None) if diag else None
+        if position:
+            try:
+                offset = int(position) - 1
+            except ValueError:
+                offset = None
+            if offset is not None:
+                return stmt if stmt_start <= offset < stmt_end else None
+        if getattr(diag, 'table_name', None) == self.table.name and \
+                getattr(diag, 'schema_name', None) in (None, self.table.schema):
+            return None
+        primary = getattr(diag, 'message_primary', None) or ''
+        if re.search(r'(^|[^A-Za-z0-9_$])%s($|[^A-Za-z0-9_$])' % re.escape(self.table.name), primary):
+            return None
+        return stmt
+
+    def _run_autocommit(self, step, rank, applied):
+        """One statement per round trip, each retried on lock timeouts; the row at the end."""
+        statements = step.file.statements
+        started = time.time()
+        if self.opts.drop_invalid_indexes:
+            self._drop_invalid(step)
+        with self.conn.cursor() as cur:
+            for ran, stmt in enumerate(statements):
+                error, attempts = with_lock_retries(lambda text=stmt.text: cur.execute(text),
+                                                    self.opts.lock_retries, self.sleep)
+                if error is not None:
+                    self._fail_autocommit(step, rank, started, applied, (stmt, error, ran, attempts))
+            ms = int((time.time() - started) * 1000)
+            self.table.insert(cur, rank, step, self.actor, ms, True, None)
+
+    def _fail_autocommit(self, step, rank, started, applied, failure):
+        """Record and raise the failure of statement ``stmt`` (``ran`` statements ran before it)."""
+        stmt, error, ran, attempts = failure
+        statements = step.file.statements
+        message = self._failure_message(step, stmt, error, ran, len(statements),
+                                        transactional=False, attempts=attempts)
+        invalid = invalid_indexes(self.conn, [step])
+        if invalid:
+            message += ('; INVALID index left behind: %s (set drop_invalid_indexes: '
+                        'true to drop it before the retry)' % ', '.join(i['index'] for i in invalid))
+        self._record_failure(rank, step, started, message)
+        details = self._failure_details(step, stmt, error, applied, ran)
+        details['invalid_indexes'] = [i['index'] for i in invalid]
+        details['statements_ran'] = [s.short() for s in statements[:ran]]
+        raise MigrationError(message, **details)
+
+    def _drop_invalid(self, step):
+        with self.conn.cursor() as cur:
+            for idx in invalid_indexes(self.conn, [step]):
+                cur.execute(pgsql.SQL('DROP INDEX CONCURRENTLY IF EXISTS {}').format(
+                    pgsql.Identifier(idx['schema'], idx['name'])))
+
+    @staticmethod
+    def _failure_message(step, stmt, exc, ran, total, transactional, attempts):
+        where = ('%s line %d' % (step.script, stmt.line)) if stmt else step.script
+        text = '%s failed at %s: %s' % (step.label(), where, pg_error_text(exc))
+        if stmt is not None:
+            text += '; statement: %s' % stmt.short()
+        if attempts > 1:
+            text += ' (after %d attempts on lock timeouts)' % attempts
+        if transactional:
+            text += '; the transaction was rolled back, the database stays at the last good version'
+        else:
+            text += ('; the file runs outside a transaction: %d of %d statements ran before it '
+                     '(they stay applied); fix the file and run again' % (ran, total))
+        return text
+
+    @staticmethod
+    def _failure_details(step, stmt, exc, applied, ran):
+        return dict(file=step.script, line=stmt.line if stmt else None,
+                    statement=stmt.text if stmt else None, sqlstate=sqlstate(exc),
+                    applied=list(applied), changed=bool(applied), statements_ran_count=ran)
+
+    def _record_failure(self, rank, step, started, message):
+        ms = int((time.time() - started) * 1000)
+        try:
+            if self.conn.status != psycopg2.extensions.STATUS_READY:
+                self.conn.rollback()
+            with self.conn.cursor() as cur:
+                self.table.insert(cur, rank, step, self.actor, ms, False, message)
+        except psycopg2.Error:
+            pass    # the server may be gone; the error below still tells the user

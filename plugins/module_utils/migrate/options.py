@@ -1,0 +1,87 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options of migrate, migration_info and migration_new, each declared once.
+
+The modules' argument specs come from these dataclasses (``_options``); the
+engines read the same instances.  ``__post_init__`` normalises what a caller
+may leave empty (``target: latest``, an empty ``lock_timeout``) so the
+engines see one spelling.  No Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import dataclasses
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
+
+
+@dataclasses.dataclass
+class MigrateOptions(object):
+    """Everything the migrate engine needs besides the connection."""
+
+    path: str = option(type='path', required=True)
+    target: str = option()
+    allow_downgrade: bool = option(False, type='bool')
+    placeholders: dict = option({}, type='dict')
+    lock_timeout: str = option('5s')
+    lock_retries: int = option(3, type='int')
+    statement_timeout: str = option()
+    lock_wait: int = option(300, type='int')
+    history_schema: str = option('public')
+    history_table: str = option('schema_migrations')
+    out_of_order: bool = option(False, type='bool')
+    baseline_version: str = option()
+    repair: bool = option(False, type='bool')
+    lint: bool = option(True, type='bool')
+    fail_on_lint: bool = option(False, type='bool')
+    drop_invalid_indexes: bool = option(False, type='bool')
+    verify_rollback: bool = option(False, type='bool')
+    applied_by: str = option()
+    record_fingerprint: bool = option(True, type='bool', module=False)
+
+    def __post_init__(self):
+        self.target = None if self.target in (None, '', 'latest') else str(self.target)
+        self.allow_downgrade = bool(self.allow_downgrade)
+        self.placeholders = dict(self.placeholders or {})
+        self.lock_timeout = self.lock_timeout or None
+        self.lock_retries = int(self.lock_retries or 0)
+        self.statement_timeout = self.statement_timeout or None
+        self.lock_wait = float(self.lock_wait if self.lock_wait is not None else 300)
+        self.history_schema = self.history_schema or 'public'
+        self.history_table = self.history_table or 'schema_migrations'
+        self.baseline_version = (str(self.baseline_version)
+                                 if self.baseline_version not in (None, '') else None)
+        for name in ('out_of_order', 'repair', 'lint', 'fail_on_lint', 'drop_invalid_indexes',
+                     'verify_rollback', 'record_fingerprint'):
+            setattr(self, name, bool(getattr(self, name)))
+
+
+@dataclasses.dataclass
+class MigrationInfoOptions(object):
+    """What migration_info reads: the files (with their placeholders) and the history table."""
+
+    path: str = option(type='path', required=True)
+    placeholders: dict = option({}, type='dict')
+    history_schema: str = option('public')
+    history_table: str = option('schema_migrations')
+    fail_on_drift: bool = option(False, type='bool')
+
+    def __post_init__(self):
+        self.placeholders = dict(self.placeholders or {})
+        self.history_schema = self.history_schema or 'public'
+        self.history_table = self.history_table or 'schema_migrations'
+        self.fail_on_drift = bool(self.fail_on_drift)
+
+
+@dataclasses.dataclass
+class MigrationNewOptions(object):
+    """A new migration and its undo file from a template."""
+
+    path: str = option(type='path', required=True)
+    description: str = option(required=True)
+    version: str = option()
+    style: str = option('flyway', choices=['flyway', 'pair'])
+    template_dir: str = option(type='path')

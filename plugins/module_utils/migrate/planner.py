@@ -1,0 +1,207 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The plan: which steps a run does, from the files, the history and the catalog; reads only.
+
+``build_plan(history, files, opts, catalog_conn)`` checks the applied files'
+checksums, places a baseline, picks the target, refuses out-of-order and
+unwanted downgrades, then lists undo, versioned and repeatable steps, splits
+their statements (a syntax problem stops the plan, not the run), warns about
+INVALID indexes and lints.  Every refusal is a MigrationError saying that
+nothing was applied.  No Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.history import row_summary
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
+    MigrationError, MigrationPlan, Step, vt)
+
+
+def build_plan(history, files, opts, catalog_conn=None):
+    """The MigrationPlan of ``files`` against ``history`` (a History); raises MigrationError."""
+    plan = MigrationPlan()
+    plan.warnings.extend(files.warnings)
+    plan.next_rank = history.max_rank + 1
+    plan.failed = [row_summary(r) for r in history.failed.values()]
+    _check_applied_files(plan, history, files, opts)
+    baseline = _baseline(plan, history, opts)
+    applied_keys = list(history.applied) + ([baseline] if baseline is not None else [])
+    current = max(applied_keys) if applied_keys else None
+    pending = [k for k in files.versions()
+               if not (k in history.applied or (baseline is not None and k <= baseline))]
+    target = _target(files, current, opts)
+    plan.current_version, plan.target_version = vt(current), vt(target)
+    plan.pending = [mfiles.version_text(k) for k in pending]
+    wanted = [k for k in pending if target is None or k <= target]
+    _refuse_out_of_order([k for k in wanted if current is not None and k < current],
+                         files, current, opts)
+    downs = sorted([k for k in history.applied if target is not None and k > target], reverse=True)
+    if downs:
+        plan.steps.extend(_undo_steps(downs, files, current, target, baseline, opts))
+    plan.steps.extend(Step('versioned', 'up', files.versioned[k]) for k in wanted)
+    if not downs:
+        # repeatables never run in a plan that undoes versions (they may use what the
+        # undo removes); after a downgrade they run again with the next upgrade
+        plan.steps.extend(_repeatable_steps(history, files, upgrading=bool(wanted)))
+    will_apply = set(wanted)
+    plan.pending_after = [mfiles.version_text(k) for k in pending if k not in will_apply]
+    for step in plan.steps:
+        if step.file is not None:
+            step.file.statements  # noqa: B018 - splitting validates the file
+    if catalog_conn is not None:
+        _warn_invalid_indexes(plan, catalog_conn, opts)
+    if opts.lint and plan.steps:
+        _lint(plan, catalog_conn, opts)
+    return plan
+
+
+def _check_applied_files(plan, history, files, opts):
+    """Checksums of applied files, before anything runs: refused, or repair steps."""
+    plan.mismatches, plan.missing_files = history.check_files(files)
+    if plan.missing_files:
+        plan.warnings.append('applied versions with no file in %s: %s'
+                             % (opts.path, ', '.join(plan.missing_files)))
+    if plan.mismatches and not opts.repair:
+        raise MigrationError(
+            'checksum validation failed, nothing was applied: %s changed after it was applied; '
+            'restore the file, or set repair: true to accept the new content'
+            % '; '.join('%(script)s (applied %(applied_checksum)s, file now %(file_checksum)s)' % m
+                        for m in plan.mismatches),
+            checksum_mismatches=plan.mismatches)
+    for m in plan.mismatches:
+        plan.steps.append(Step('repair', 'none', files.versioned[mfiles.version_key(m['version'])],
+                               note='applied checksum was %s' % m['applied_checksum']))
+
+
+def _baseline(plan, history, opts):
+    """The baseline key after this plan (a baseline step is added on a fresh history)."""
+    baseline = history.baseline
+    if opts.baseline_version is None:
+        return baseline
+    if not mfiles.is_version(opts.baseline_version):
+        raise MigrationError('baseline_version "%s" is not a version (dotted numbers or a '
+                             'timestamp)' % opts.baseline_version)
+    bkey = mfiles.version_key(opts.baseline_version)
+    if baseline is None and not history.applied:
+        plan.steps.append(Step('baseline', 'none', version=mfiles.version_text(bkey),
+                               description='baseline'))
+        return bkey
+    if baseline != bkey:
+        raise MigrationError(
+            'cannot baseline at %s: %s.%s already has history (current version %s); '
+            'baseline only applies to a database with no applied migrations'
+            % (opts.baseline_version, opts.history_schema, opts.history_table, vt(history.current())))
+    return baseline
+
+
+def _target(files, current, opts):
+    """The target key: the option, else the latest of the files and the current version."""
+    if opts.target is None:
+        known = [k for k in [files.latest(), current] if k is not None]
+        return max(known) if known else None
+    if not mfiles.is_version(opts.target):
+        raise MigrationError('target "%s" is not a version: give dotted numbers, a timestamp, '
+                             'or "latest"' % opts.target)
+    return mfiles.version_key(opts.target)
+
+
+def _refuse_out_of_order(older, files, current, opts):
+    if older and not opts.out_of_order:
+        raise MigrationError(
+            'out-of-order migrations: %s are older than the current version %s and were never '
+            'applied; nothing was applied. Renumber them above %s, or set out_of_order: true '
+            'to apply them' % (', '.join(files.versioned[k].script for k in older),
+                               vt(current), vt(current)),
+            out_of_order=[files.versioned[k].script for k in older])
+
+
+def _undo_steps(downs, files, current, target, baseline, opts):
+    """Undo steps for the applied versions ``downs`` (newest first), when allowed and possible."""
+    if not opts.allow_downgrade:
+        raise MigrationError(
+            'target %s is below the current version %s: that undoes %s; set '
+            'allow_downgrade: true to do it; nothing was applied'
+            % (vt(target), vt(current), ', '.join(vt(k) for k in downs)))
+    if baseline is not None and target < baseline:
+        raise MigrationError('target %s is below the baseline %s; a baselined database '
+                             'cannot go below it' % (vt(target), vt(baseline)))
+    missing = [k for k in downs if k not in files.undo]
+    if missing:
+        raise MigrationError(
+            'cannot downgrade to %s: no undo file for %s (expected %s); nothing was undone'
+            % (vt(target), ', '.join(vt(k) for k in missing),
+               ', '.join('U%s__<description>.sql or %s_<name>.down.sql' % (vt(k), vt(k))
+                         for k in missing)),
+            missing_undo=[vt(k) for k in missing])
+    return [Step('undo', 'down', files.undo[k]) for k in downs]
+
+
+def _repeatable_steps(history, files, upgrading):
+    steps = []
+    for desc in sorted(files.repeatable):
+        rfile = files.repeatable[desc]
+        why = history.repeatable_due(rfile, upgrading)
+        if why:
+            steps.append(Step('repeatable', 'up', rfile, note=why))
+    return steps
+
+
+def _warn_invalid_indexes(plan, conn, opts):
+    plan.invalid_indexes = invalid_indexes(conn, plan.steps)
+    for idx in plan.invalid_indexes:
+        plan.warnings.append(
+            'index %s is INVALID (left by a failed CREATE INDEX CONCURRENTLY) and %s '
+            'builds it again; %s' % (idx['index'], idx['script'],
+                                     'it will be dropped first' if opts.drop_invalid_indexes
+                                     else 'set drop_invalid_indexes: true to drop it first'))
+
+
+def _lint(plan, catalog_conn, opts):
+    lintable = [s for s in plan.steps if s.kind in ('versioned', 'undo', 'repeatable')]
+    findings = mlint.lint_steps(lintable, mlint.Catalog(catalog_conn), lock_timeout=opts.lock_timeout)
+    if findings is None:
+        plan.warnings.append(mlint.SKIPPED_MESSAGE)
+        return
+    plan.lint = findings
+    if findings and opts.fail_on_lint:
+        raise MigrationError(
+            'lint failed (fail_on_lint is set), nothing was applied: %s'
+            % '; '.join(f.text() for f in findings),
+            lint=[f.to_dict() for f in findings])
+    plan.warnings.extend(f.text() for f in findings)
+
+
+def invalid_indexes(conn, steps):
+    """INVALID indexes that the non-transactional ``steps`` build with CREATE INDEX CONCURRENTLY."""
+    names = {}
+    for step in steps:
+        if step.file is None or step.file.transactional:
+            continue
+        for stmt in step.file.statements:
+            name = _concurrent_index_name(stmt.text)
+            if name:
+                names[name] = step.script
+    if not names:
+        return []
+    with conn.cursor() as cur:
+        cur.execute("SELECT n.nspname, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE NOT i.indisvalid AND c.relname = ANY(%s)", (list(names),))
+        return [dict(index='%s.%s' % (s, n), schema=s, name=n, script=names[n])
+                for s, n in cur.fetchall()]
+
+
+def _concurrent_index_name(text):
+    m = re.match(r'\s*CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?'
+                 r'("(?:[^"]|"")+"|[A-Za-z_][A-Za-z0-9_$]*)', text, re.I)
+    if not m:
+        return None
+    name = m.group(1)
+    return name[1:-1].replace('""', '"') if name.startswith('"') else name.lower()

@@ -1,0 +1,116 @@
+# -*- coding: utf-8 -*-
+# Copyright: dbdevops.postgresql contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The values the planner makes and the executor runs: Step, MigrationPlan, MigrationError.
+
+Also the small helpers every part shares: version text of a key, and the
+one-line text of a PostgreSQL error.  No Ansible imports.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
+
+
+class MigrationError(DbDevopsError):
+    """A user-facing migration problem (validation, plan, lock, failed file)."""
+
+
+class Step(object):
+    """One thing the plan will do, with the exact SQL."""
+
+    def __init__(self, kind, direction, mfile=None, version=None, description='', checksum=None,
+                 note=None):
+        self.kind = kind                      # versioned | undo | repeatable | baseline | repair
+        self.direction = direction            # up | down | none
+        self.file = mfile
+        self.version = version if version is not None else (mfile.version if mfile else None)
+        self.description = description or (mfile.description if mfile else '')
+        self.script = mfile.script if mfile else '<%s>' % kind
+        self.checksum = checksum or (mfile.checksum if mfile else None)
+        self.note = note
+
+    @property
+    def transactional(self):
+        return self.file.transactional if self.file else True
+
+    @property
+    def sql(self):
+        return self.file.sql if self.file and self.kind != 'repair' else ''
+
+    def label(self):
+        return '%s %s (%s)' % (self.kind, self.version or self.description, self.script)
+
+    def to_dict(self):
+        return dict(kind=self.kind, direction=self.direction, version=self.version,
+                    description=self.description, script=self.script, checksum=self.checksum,
+                    transactional=self.transactional, sql=self.sql, note=self.note)
+
+
+class MigrationPlan(object):
+    """The steps of one run, in order, and what the planner found on the way."""
+
+    def __init__(self):
+        self.steps = []
+        self.current_version = None
+        self.target_version = None
+        self.pending = []
+        self.pending_after = []
+        self.warnings = []
+        self.lint = []
+        self.mismatches = []
+        self.missing_files = []
+        self.failed = []
+        self.invalid_indexes = []
+        self.history_exists = False
+        self.next_rank = 1
+
+    @property
+    def changed(self):
+        return bool(self.steps)
+
+    def sql_text(self):
+        chunks = []
+        for step in self.steps:
+            if step.kind == 'repair':
+                chunks.append('-- repair: accept checksum %s for %s' % (step.checksum, step.script))
+            elif step.kind == 'baseline':
+                chunks.append('-- baseline at version %s' % step.version)
+            else:
+                chunks.append('-- %s %s%s\n%s' % (step.direction, step.script,
+                                                  '' if step.transactional else
+                                                  ' (outside a transaction)', step.sql.rstrip()))
+        return '\n\n'.join(chunks) + ('\n' if chunks else '')
+
+    def queries(self):
+        """The SQL of the plan as one text per step (steps without SQL left out)."""
+        return [step.sql for step in self.steps if step.sql]
+
+    def to_dict(self):
+        return dict(current_version=self.current_version, target_version=self.target_version,
+                    steps=[s.to_dict() for s in self.steps], pending=list(self.pending),
+                    warnings=list(self.warnings), lint=[f.to_dict() for f in self.lint],
+                    checksum_mismatches=list(self.mismatches), sql=self.sql_text())
+
+
+def vt(key):
+    """The text of a version key, or None."""
+    return mfiles.version_text(key) if key is not None else None
+
+
+def sqlstate(exc):
+    return getattr(exc, 'pgcode', None)
+
+
+def pg_error_text(exc):
+    """``primary message (detail) [SQLSTATE xxxxx]`` of a psycopg2 error, on one line."""
+    diag = getattr(exc, 'diag', None)
+    primary = getattr(diag, 'message_primary', None) if diag else None
+    text = primary or (str(exc).strip().splitlines() or [exc.__class__.__name__])[0]
+    code = sqlstate(exc)
+    if getattr(diag, 'message_detail', None):
+        text += ' (%s)' % diag.message_detail
+    return '%s%s' % (text, ' [SQLSTATE %s]' % code if code else '')
