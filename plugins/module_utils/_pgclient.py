@@ -5,6 +5,9 @@
 
 Every client program the collection starts goes through here, so that:
 
+- server timeouts a database or role may carry (ALTER DATABASE ... SET
+  statement_timeout) are off from the first moment of the client's session
+  (PGOPTIONS), so they cannot cut a long dump or restore half-way;
 - the password never reaches argv or the environment: it is in a passfile that
   lives in memory (``memfd_create``; ``PGPASSFILE=/proc/self/fd/N``) and so
   cannot outlive the processes that hold it, even after kill -9; where memfd
@@ -12,7 +15,10 @@ Every client program the collection starts goes through here, so that:
 - children die with their parent (``PR_SET_PDEATHSIG``, SIGKILL): a killed
   module or cron run leaves no pg_dump holding table locks.  The signal fires
   when the *thread* that started the child ends, so start a child from the
-  thread that waits for it;
+  thread that waits for it.  A program that forks workers of its own
+  (``pg_dump -j``, ``pg_restore -j``: the death signal is not inherited) is
+  started with ``group=True``: in a process group of its own, watched by a
+  guard that kills the whole group when this process dies, even by kill -9;
 - stderr is captured and its error lines are easy to quote;
 - the right binary for the server's major version is found once (``Tool``).
 
@@ -65,10 +71,53 @@ def die_with_parent():
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def popen(argv, env=None, **kwargs):
+# The guard of a process group: blocks reading a pipe only this process holds
+# the write end of.  "done" on it: the program ended, nothing to do.  End of
+# file without "done": this process died (kill -9 too): kill the whole group.
+_GUARD = 'read line; [ "$line" = done ] || kill -s KILL -- "-$1" 2>/dev/null; exit 0'
+
+
+class _GroupPopen(subprocess.Popen):
+    """A client program leading a process group of its own, with its guard (see ``popen``)."""
+
+    guard = None
+
+    def _release(self):
+        guard, self.guard = self.guard, None
+        if guard is not None:
+            try:
+                guard.stdin.write(b'done\n')
+                guard.stdin.close()
+            except OSError:
+                pass
+            guard.wait()
+
+    def wait(self, timeout=None):
+        code = super(_GroupPopen, self).wait(timeout)
+        self._release()
+        return code
+
+    def poll(self):
+        code = super(_GroupPopen, self).poll()
+        if code is not None:
+            self._release()
+        return code
+
+    def kill_group(self):
+        """SIGKILL the program and every worker it forked (while it is not reaped, the group is ours)."""
+        if self.returncode is None:
+            try:
+                os.killpg(self.pid, signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def popen(argv, env=None, group=False, **kwargs):
     """subprocess.Popen for a client program: dies with its parent, no stdin unless given.
 
     ``env`` may be a ``LibpqEnv`` (its environment and passfile descriptor are passed).
+    ``group=True`` for programs that fork workers (``-j``): the program and its
+    workers are killed together when this process dies, and by ``kill()``.
     """
     if isinstance(env, LibpqEnv):
         kwargs['pass_fds'] = tuple(kwargs.get('pass_fds', ())) + env.pass_fds
@@ -76,9 +125,20 @@ def popen(argv, env=None, **kwargs):
     kwargs.setdefault('stdin', subprocess.DEVNULL)
     _libc()  # load before fork: the child must not import anything
     try:
-        return subprocess.Popen(argv, env=env, preexec_fn=die_with_parent, **kwargs)
+        if not group:
+            return subprocess.Popen(argv, env=env, preexec_fn=die_with_parent, **kwargs)
+        proc = _GroupPopen(argv, env=env, preexec_fn=die_with_parent, start_new_session=True, **kwargs)
     except OSError as exc:
         raise ClientError('cannot run %s: %s' % (argv[0], exc.strerror or exc))
+    try:
+        proc.guard = subprocess.Popen(['/bin/sh', '-c', _GUARD, 'dbdevops-guard', str(proc.pid)],
+                                      stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as exc:
+        proc.kill_group()
+        proc.wait()
+        raise ClientError('cannot start the guard of %s: %s' % (argv[0], exc.strerror or exc))
+    return proc
 
 
 class Completed(object):
@@ -117,8 +177,10 @@ def run(argv, env=None, input_text=None, timeout=None, stdout=True):
 
 
 def kill(proc):
-    """Kill a child and reap it; quiet when it is already gone."""
+    """Kill a child (and the workers of a ``group=True`` one) and reap it; quiet when it is already gone."""
     if proc is not None and proc.poll() is None:
+        if isinstance(proc, _GroupPopen):
+            proc.kill_group()
         try:
             proc.kill()
         except OSError:
@@ -140,6 +202,28 @@ def first_error(stderr_text, default='no message'):
     return lines[0].strip() if lines else default
 
 
+# -- server timeouts off from the session's start ------------------------------
+
+# Every server has these; idle_session_timeout only 14 and later (an unknown
+# name in the startup packet is a FATAL error, so it is named only when the
+# server is known to have it).
+TIMEOUTS = ('statement_timeout', 'idle_in_transaction_session_timeout', 'lock_timeout')
+TIMEOUTS_14 = ('idle_session_timeout',)
+
+
+def timeouts_off(server_major=None, existing=''):
+    """libpq ``options`` (PGOPTIONS) turning server timeouts off for a whole session.
+
+    Startup options override ALTER DATABASE / ALTER ROLE settings and apply
+    before the first query, so even an ``idle_session_timeout`` of 1ms cannot
+    end the session between connecting and resetting it.  ``existing``
+    options are kept, ours come last (and so win).
+    """
+    names = TIMEOUTS + (TIMEOUTS_14 if server_major and int(server_major) >= 14 else ())
+    ours = ' '.join('-c %s=0' % name for name in names)
+    return ('%s %s' % (existing.strip(), ours)).strip() if existing else ours
+
+
 # -- the password, kept off argv and the environment ---------------------------
 
 class LibpqEnv(object):
@@ -152,13 +236,20 @@ class LibpqEnv(object):
     or ``run``, or ``pass_fds=env.pass_fds`` to subprocess.  Elsewhere it is a
     0600 file in a 0700 folder, removed on exit::
 
-        with LibpqEnv(params, dbname='app') as env:
+        with LibpqEnv(params, dbname='app', server_major=15) as env:
             run([pg_dump, ...], env=env)
+
+    PGOPTIONS turns the server timeouts off (``timeouts_off``); give
+    ``server_major`` so that ``idle_session_timeout`` (14+) is included, and
+    ``timeouts=False`` for a program that must keep them.
     """
 
-    def __init__(self, params, dbname=None, base_env=None, tmpdir=None, memory=True):
+    def __init__(self, params, dbname=None, base_env=None, tmpdir=None, memory=True, server_major=None,
+                 timeouts=True):
         self.params = params
         self.dbname = dbname
+        self.server_major = server_major
+        self.timeouts = timeouts
         self.base_env = dict(os.environ if base_env is None else base_env)
         self.tmpdir = tmpdir
         self.memory = memory
@@ -186,6 +277,8 @@ class LibpqEnv(object):
             if value:
                 env[key] = value
         env.setdefault('PGCONNECT_TIMEOUT', '10')
+        if self.timeouts:
+            env['PGOPTIONS'] = timeouts_off(self.server_major, env.get('PGOPTIONS', ''))
         if p.login_password:
             line = ('*:*:*:*:%s\n' % _pgpass_escape(p.login_password)).encode('utf-8')
             env['PGPASSFILE'] = self._write_passfile(line)
@@ -229,7 +322,18 @@ def _pgpass_escape(value):
 
 # -- finding the right binary ---------------------------------------------------
 
+_VERSIONS = {}
+
+
 def _version_of(path):
+    """((major, minor), text) of a program's ``--version``; asked once per binary (path, size, mtime)."""
+    try:
+        info = os.stat(path)
+        key = (path, info.st_size, info.st_mtime_ns)
+    except OSError:
+        key = None
+    if key in _VERSIONS:
+        return _VERSIONS[key]
     try:
         out = run([path, '--version']).stdout
     except ClientError:
@@ -237,7 +341,10 @@ def _version_of(path):
     match = re.search(r'(\d+)(?:\.(\d+))?', out)
     if not match:
         return None
-    return (int(match.group(1)), int(match.group(2) or 0)), out.strip()
+    found = (int(match.group(1)), int(match.group(2) or 0)), out.strip()
+    if key is not None:
+        _VERSIONS[key] = found
+    return found
 
 
 def find_tool(name, server_major=None, bin_dir=None):

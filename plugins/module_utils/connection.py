@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._pgclient import timeouts_off
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 
 try:
@@ -154,38 +155,37 @@ def require_psycopg2():
             % (sys.executable, PSYCOPG2_IMPORT_ERROR))
 
 
-# Server-side timeouts a database or role may carry (ALTER DATABASE ... SET) that
-# would end our own sessions half-way: every session we open turns them off and
-# sets what its own work needs afterwards.
-SESSION_TIMEOUTS = ('statement_timeout', 'idle_in_transaction_session_timeout',
-                    'idle_session_timeout', 'lock_timeout')
-_RESET_TIMEOUTS_SQL = ("SELECT set_config(name, '0', false) FROM pg_settings "
-                       "WHERE name = ANY(%s) AND setting <> '0'")
+# Server-side timeouts a database or role may carry (ALTER DATABASE/ROLE ... SET)
+# would end our own sessions half-way, even before their first query: every
+# session we open turns them off in its startup packet (libpq ``options``, which
+# wins over database and role settings; see _pgclient.timeouts_off), and sets
+# what its work needs afterwards.
 
 
-def connect(params, dbname=None, autocommit=False, application_name='dbdevops'):
+def connect(params, dbname=None, autocommit=False, application_name='dbdevops', server_major=None):
     """Open a psycopg2 connection or raise PgConnectionError with a one-line cause.
 
-    The session starts with every timeout of ``SESSION_TIMEOUTS`` off, whatever
-    the database or role says; set the ones the work needs after connecting.
+    The session starts with statement, lock and idle timeouts off, whatever
+    the database or role says.  ``idle_session_timeout`` exists from 14 on: with
+    ``server_major`` unknown it is named first and left out when the server
+    refuses it.
     """
     require_psycopg2()
     kwargs = params.libpq_kwargs(dbname)
     kwargs.setdefault('application_name', application_name)
-    try:
-        conn = psycopg2.connect(**kwargs)
-    except psycopg2.OperationalError as exc:
-        raise PgConnectionError(
-            'cannot connect to PostgreSQL at %s: %s' % (params.where(dbname), describe_connect_error(exc)),
-            host=params.host, port=params.login_port, database=dbname or params.dbname)
-    try:
-        with conn.cursor() as cur:
-            cur.execute(_RESET_TIMEOUTS_SQL, (list(SESSION_TIMEOUTS),))
-        conn.commit()
-    except psycopg2.Error as exc:
-        conn.close()
-        raise PgConnectionError('connected to %s but could not set up the session: %s'
-                                % (params.where(dbname), describe_connect_error(exc)))
+    given = kwargs.get('options') or ''
+    attempts = [server_major] if server_major else [14, None]
+    for attempt, major in enumerate(attempts, 1):
+        kwargs['options'] = timeouts_off(major, given)
+        try:
+            conn = psycopg2.connect(**kwargs)
+            break
+        except (psycopg2.OperationalError, psycopg2.ProgrammingError) as exc:  # ProgrammingError: a bad connect_params
+            if attempt < len(attempts) and 'idle_session_timeout' in str(exc):
+                continue
+            raise PgConnectionError(
+                'cannot connect to PostgreSQL at %s: %s' % (params.where(dbname), describe_connect_error(exc)),
+                host=params.host, port=params.login_port, database=dbname or params.dbname)
     if autocommit:
         conn.autocommit = True
     return conn

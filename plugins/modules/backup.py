@@ -21,9 +21,17 @@ description:
     touches earlier backups.
   - Every backup has a C(manifest.json) with the server and C(pg_dump) versions, format,
     compression, times, size, the SHA-256 of every file, and the exact row count of every table
-    taken in the same snapshot as the dump (an exported snapshot given to C(pg_dump --snapshot)).
+    taken in the same snapshot as the dump (an exported snapshot given to C(pg_dump --snapshot)),
+    the value of every sequence and the MD5 of every large object. The manifest carries its own
+    SHA-256 (C(manifest_sha256)), so an edited manifest makes the backup corrupt.
+  - Server timeouts set on the database or role (C(statement_timeout), C(idle_in_transaction_session_timeout),
+    C(idle_session_timeout), C(lock_timeout)) are off for every session the backup opens, its own and
+    C(pg_dump)'s, from the first moment of the session.
+  - The module's death (even C(kill -9)) kills C(pg_dump) and its parallel workers at once; the
+    C(.partial-*) folder it leaves is removed by the next run and reported in RV(partial_removed).
   - Files are mode C(0600), folders C(0700), owned by O(os_owner) when the module runs as root.
-  - The password reaches C(pg_dump) through a C(0600) passfile, never a command line or environment value.
+  - The password reaches C(pg_dump) through an in-memory C(0600) passfile that vanishes with the
+    processes holding it, never a command line, environment value or file on disk.
   - Retention options delete older backups after a successful backup. A backup is kept when any
     rule keeps it; only complete backups count, and the newest complete backup of each database is
     never deleted. Interrupted C(.partial-*) folders of dead processes are removed too.
@@ -91,7 +99,10 @@ options:
   count_rows:
     description:
       - Count the rows of every table in the dump's snapshot, so a restore can be verified exactly.
-      - Turn off for huge databases where a full count costs too much.
+      - Also records the value of every sequence and the MD5 of every large object (read in the dump's
+        snapshot, one at a time) in the manifest's C(sequences) and C(large_objects), for the restore
+        to verify what is not in any table.
+      - Turn off for huge databases where a full count costs too much; the manifest then holds null for all three.
     type: bool
     default: true
   os_owner:
@@ -209,7 +220,9 @@ manifest:
   type: dict
   sample: {"id": "20260101T020000Z-app", "database": "app", "format": "custom", "bytes": 7340032,
            "files": {"app.dump": {"sha256": "9f86d0...", "bytes": 7339000}},
-           "tables": [{"schema": "public", "name": "orders", "rows": 120000}]}
+           "tables": [{"schema": "public", "name": "orders", "rows": 120000}],
+           "sequences": {"\"public\".\"orders_id_seq\"": [120000, true]}, "large_objects": {"16403": "5d41402abc4b2a76b9719d911017c592"},
+           "format_version": 2, "manifest_sha256": "3b1f0c..."}
 backups:
   description:
     - One entry per database backed up (or that would be), with C(backup_id), C(database), C(path),

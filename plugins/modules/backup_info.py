@@ -17,8 +17,14 @@ description:
   - V(complete) means the manifest is readable and every file it lists is present with its size.
   - With O(verify=true), every file is re-hashed with SHA-256 and the archive's table of contents
     is read with C(pg_restore --list); a backup that passes is V(verified).
-  - V(corrupt) means the manifest is unreadable, a file is missing, or a size, checksum or the
+  - V(corrupt) means the manifest is unreadable or was edited after the backup was written (it
+    carries its own SHA-256, C(manifest_sha256)), a file is missing, or a size, checksum or the
     table of contents differs; RV(backups[].problems) names each file at fault.
+  - V(incomplete) means a folder named like a backup (C(<UTC start>-<database>)) has no manifest;
+    the backup never finished or its manifest was deleted. It cannot be restored.
+  - Only V(complete) and V(verified) backups are good. Restore picks and retention counts nothing else.
+  - A O(dest) that does not exist is a failure, and so is finding no backup (of O(database)) unless
+    O(allow_empty=true). A check that looks in the wrong place must not pass.
   - Interrupted or running backups (C(.partial-*) folders) are listed in RV(partial), never as backups.
   - Needs no database connection. Never changes anything.
 author:
@@ -52,6 +58,12 @@ options:
       - Fail when any backup is corrupt (the result is still returned), in check mode too.
     type: bool
     default: false
+  allow_empty:
+    description:
+      - Succeed when no backup (of O(database)) is found under O(dest).
+      - By default finding nothing fails, naming the folder; O(dest) must exist either way.
+    type: bool
+    default: false
   pg_bin_dir:
     description:
       - Folder holding C(pg_restore), used by O(verify). Default is the newest installed one.
@@ -66,6 +78,11 @@ EXAMPLES = r'''
   dbdevops.postgresql.backup_info:
     dest: /var/backups/postgresql
   register: info
+
+- name: List a folder that may be empty (a new host)
+  dbdevops.postgresql.backup_info:
+    dest: /var/backups/postgresql
+    allow_empty: true
 
 - name: Verify every backup and fail on damage
   dbdevops.postgresql.backup_info:
@@ -90,7 +107,7 @@ backups:
       type: str
       sample: /var/backups/postgresql/20260101T020000Z-app
     status:
-      description: V(complete), V(verified) or V(corrupt).
+      description: V(complete), V(verified), V(corrupt) or V(incomplete).
       type: str
       sample: verified
     problems:
@@ -98,6 +115,13 @@ backups:
       type: list
       elements: str
       sample: ["app.dump: SHA-256 mismatch (file changed or damaged: ...)"]
+    notes:
+      description:
+        - Warnings that do not make the backup corrupt, such as a manifest written before manifests
+          carried their own checksum (its edits cannot be detected).
+      type: list
+      elements: str
+      sample: []
     database:
       description: The database backed up.
       type: str
@@ -126,6 +150,12 @@ count:
   sample: 7
 corrupt:
   description: Ids of corrupt backups.
+  returned: always
+  type: list
+  elements: str
+  sample: []
+incomplete:
+  description: Ids of incomplete backups (a backup folder without a manifest).
   returned: always
   type: list
   elements: str

@@ -17,11 +17,22 @@ description:
   - The backup's SHA-256 checksums are re-checked while C(pg_restore) runs, and afterwards the
     row count of every restored table is compared with the count in the manifest (taken in the
     dump's own snapshot). Any difference fails the restore.
+  - Sequence values and large objects are compared with the manifest too when the backup recorded
+    them; for an older backup RV(verification) says they were not checked.
   - A target that exists and holds objects is refused unless O(replace=true). With O(replace=true)
     the backup is restored into a temporary database, verified, and only then swapped in with
-    C(ALTER DATABASE ... RENAME); a failed restore leaves the original untouched. Sessions
-    connected to the original are reported and the swap refused, unless
-    O(terminate_connections=true).
+    C(ALTER DATABASE ... RENAME) (both renames in one transaction); a failed restore leaves the
+    original untouched. Sessions connected to the original are reported and the swap refused,
+    unless O(terminate_connections=true). Prepared transactions on the target, and with
+    O(terminate_connections=true) sessions the login role may not end, are refused when planning.
+  - With O(tables) or O(schemas) and O(replace=true), only the selection is replaced, inside the
+    target, in one transaction that also checks the row counts and sequence values before it commits;
+    nothing outside the selection is removed. An object outside the selection that depends on it (a
+    foreign key, a view) makes it fail with nothing changed, and so does a lock not granted within
+    O(lock_timeout).
+  - Temporary databases carry generated names (C(dbdevops_restore_...), C(dbdevops_swap_...),
+    C(dbdevops_drill_...)) and are marked as scratch while a run uses them; every run first drops
+    those a killed run left behind (RV(scratch_dropped)).
   - C(pg_restore) runs with C(--exit-on-error); "errors ignored on restore" is a failure.
   - With O(drill=true) the backup is restored into a scratch database, verified, and the scratch
     database dropped; RV(drill) says whether it passed and why not. The module fails when the drill fails.
@@ -42,7 +53,7 @@ attributes:
 options:
   src:
     description:
-      - The backup root folder (O(dbdevops.postgresql.backup#module:dest) of the backup module).
+      - The backup root folder, the O(dbdevops.postgresql.backup#module:dest) the backups were taken into.
     type: path
     required: true
   backup_id:
@@ -96,8 +107,9 @@ options:
     default: 1
   globals_first:
     description:
-      - Restore the backup's roles and tablespaces (C(globals.sql)) before the database.
-        Roles that exist are kept ("already exists" is not an error).
+      - Create the backup's roles and tablespaces (C(globals.sql)) that are missing, before the database,
+        in one transaction. A role or tablespace that exists is never altered (no password, C(LOGIN) or
+        membership of it is changed); RV(globals_created) lists what was created.
     type: bool
     default: false
   analyze:
@@ -121,6 +133,18 @@ options:
       - Restore into a scratch database, verify, drop it, and report pass or fail.
     type: bool
     default: false
+  allow_older:
+    description:
+      - With O(backup_id=latest), when the newest backup is damaged (corrupt or incomplete), restore the
+        newest good one instead, with a warning naming the damaged one. By default that fails, naming both.
+    type: bool
+    default: false
+  lock_timeout:
+    description:
+      - With O(tables) or O(schemas) and O(replace=true), how long the one transaction that replaces the
+        selection waits for a lock before it fails with nothing changed (a PostgreSQL interval, such as V(5s)).
+    type: str
+    default: 5s
   pg_bin_dir:
     description:
       - Folder holding C(pg_restore) and C(psql). Default picks the one matching the server.
@@ -145,6 +169,14 @@ EXAMPLES = r'''
     backup_id: 20260101T020000Z-app
     replace: true
     terminate_connections: true
+
+- name: Put back one table from the newest backup, keeping everything else in app
+  dbdevops.postgresql.restore:
+    src: /var/backups/postgresql
+    backup_db: app
+    tables: [public.customers]
+    replace: true
+    lock_timeout: 10s
 
 - name: Restore one schema into a scratch database
   dbdevops.postgresql.restore:
@@ -173,7 +205,8 @@ target_db:
   type: str
   sample: app_copy
 action:
-  description: V(create) (new database), V(restore_into_empty), V(replace) or V(drill).
+  description: V(create) (new database), V(restore_into_empty), V(replace), V(replace_selection)
+    (O(tables) or O(schemas) replaced inside the target) or V(drill).
   returned: always
   type: str
   sample: create
@@ -182,7 +215,8 @@ verification:
   returned: always
   type: dict
   sample: {"checksums": "passed", "tables_checked": 12, "rows_expected": 1300000, "counted_while_restoring": 12,
-           "mismatches": [], "errors": [], "passed": true}
+           "mismatches": [], "errors": [], "sequences": {"checked": 3, "mismatches": []},
+           "large_objects": {"checked": 0, "mismatches": []}, "passed": true}
 terminated_sessions:
   description: Sessions ended before the swap (O(terminate_connections=true)); empty in check mode.
   returned: unless O(drill=true)
@@ -200,8 +234,9 @@ drill:
     - Result of a drill (O(drill=true)). In check mode C(passed) is null and nothing else is filled in.
   returned: when O(drill=true)
   type: dict
-  sample: {"passed": true, "backup_id": "20260101T020000Z-app", "database": "app", "scratch_db": "drill_app_4242",
-           "verification": {"passed": true}, "error": null, "duration_ms": 6100}
+  sample: {"passed": true, "backup_id": "20260101T020000Z-app", "database": "app",
+           "scratch_db": "dbdevops_drill_app_3f2a9c01b7", "verification": {"passed": true}, "error": null,
+           "scratch_dropped": [], "duration_ms": 6100}
 tables:
   description: Number of tables restored (or that would be), as listed in the manifest.
   returned: unless O(drill=true)
@@ -225,6 +260,18 @@ globals_restored:
   returned: unless O(drill=true)
   type: bool
   sample: false
+globals_created:
+  description: With O(globals_first), the roles and tablespaces created (in check mode, that would be).
+  returned: unless O(drill=true)
+  type: list
+  elements: str
+  sample: ['role "app_reader"']
+scratch_dropped:
+  description: Scratch databases that killed runs had left behind, dropped before this run (empty in check mode).
+  returned: always
+  type: list
+  elements: str
+  sample: ["dbdevops_restore_app_3f2a9c01b7"]
 duration_ms:
   description: Wall time in milliseconds (0 in check mode).
   returned: always

@@ -23,7 +23,7 @@ except ImportError:  # pragma: no cover - not on POSIX
 CHUNK = 1024 * 1024
 MANIFEST = 'manifest.json'
 PARTIAL_PREFIX = '.partial-'
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2   # 2: manifest_sha256, sequences, large_objects
 
 
 class BackupError(DbDevopsError):
@@ -42,6 +42,11 @@ def iso(ts):
 
 def parse_iso(text):
     return datetime.datetime.strptime(text, '%Y-%m-%dT%H:%M:%S.%fZ').replace(tzinfo=datetime.timezone.utc)
+
+
+def parse_compact(text):
+    """The UTC time of a backup id's stamp (``20260101T020000Z``)."""
+    return datetime.datetime.strptime(text, '%Y%m%dT%H%M%SZ').replace(tzinfo=datetime.timezone.utc)
 
 
 # -- files ------------------------------------------------------------------

@@ -4,13 +4,19 @@
 """What is under a backup root: status of each backup, verify, retention.
 
 Status of a backup folder:
-  complete  manifest present, every listed file present with its size
-  verified  complete, and (verify requested) every SHA-256 and the archive's
-            table of contents check out
-  corrupt   manifest unreadable, a file missing, a size or checksum differs,
-            or the archive no longer reads back
-Folders named ``.partial-*`` are backups still being written or interrupted;
-they are never counted and are listed separately.
+  complete    manifest present and unedited, every listed file present with
+              its size
+  verified    complete, and (verify requested) every SHA-256 and the archive's
+              table of contents check out
+  corrupt     manifest unreadable or edited (its ``manifest_sha256`` differs),
+              a file missing, a size or checksum differs, or the archive no
+              longer reads back
+  incomplete  a backup folder (named like one, ``<UTC start>-<database>``)
+              with no manifest: it was never finished or its manifest was
+              deleted; it cannot be restored
+Only complete and verified backups are good: restore picks, and retention
+counts, nothing else.  Folders named ``.partial-*`` are backups still being
+written or interrupted; they are never counted and are listed separately.
 
 ``BackupInfoEngine`` is the ``backup_info`` module: read-only, so its plan is
 its answer.
@@ -21,6 +27,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -33,6 +40,12 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 
 GOOD = ('complete', 'verified')
+MANIFEST_SHA256 = 'manifest_sha256'
+WARNINGS = '_warnings'
+# <UTC start>-<database>[.N]: the folder name new_backup_id gives a backup
+BACKUP_ID = re.compile(r'^(?P<stamp>\d{8}T\d{6}Z)-(?P<rest>.+)$')
+UNPROTECTED = ('manifest.json carries no manifest_sha256 (written before this check existed): '
+               'edits to it cannot be detected')
 RETENTION_KEYS = ('keep_last', 'keep_days', 'keep_daily', 'keep_weekly', 'keep_monthly')
 
 
@@ -93,9 +106,42 @@ def read_manifest(folder):
     return manifest
 
 
+def manifest_digest(manifest):
+    """SHA-256 of a manifest's canonical JSON, leaving out ``manifest_sha256`` itself.
+
+    Keys starting with ``_`` are left out too: they are never written to disk
+    (callers may keep notes in the dict they hold, e.g. ``find_backup``'s
+    ``_warnings``).
+    """
+    body = dict((k, v) for k, v in manifest.items() if k != MANIFEST_SHA256 and not k.startswith('_'))
+    text = json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+    return hashlib.sha256(text.encode('ascii')).hexdigest()
+
+
+def seal_manifest(manifest):
+    """The manifest with its ``manifest_sha256`` set (the engine writes this)."""
+    manifest[MANIFEST_SHA256] = manifest_digest(manifest)
+    return manifest
+
+
+def manifest_notes(manifest):
+    """Warnings about a readable manifest that do not make the backup corrupt."""
+    return [] if manifest.get(MANIFEST_SHA256) else [UNPROTECTED]
+
+
 def check_backup(folder, manifest, verify=False, pg_restore=None):
-    """Problems found in one backup (empty list = good). ``verify`` re-hashes and reads the TOC."""
+    """Problems found in one backup (empty list = good). ``verify`` re-hashes and reads the TOC.
+
+    The manifest's own checksum (``manifest_sha256``) is always checked: a
+    hand-edited manifest makes the backup corrupt.  A manifest without one
+    (older backups) is not a problem here; see ``manifest_notes``.
+    """
     problems = []
+    sealed = manifest.get(MANIFEST_SHA256)
+    if sealed and sealed != manifest_digest(manifest):
+        problems.append('%s: edited or damaged after the backup was written (its content no longer '
+                        'matches manifest_sha256); do not trust this backup, take a new one'
+                        % _tools.MANIFEST)
     for rel, info in sorted(manifest.get('files', {}).items()):
         path = os.path.join(folder, rel)
         if not os.path.isfile(path):
@@ -123,9 +169,44 @@ def check_backup(folder, manifest, verify=False, pg_restore=None):
     return problems
 
 
+def _stamp(backup_id):
+    """The UTC start a backup id carries, as an ISO text (``None`` for another name)."""
+    match = BACKUP_ID.match(backup_id)
+    if not match:
+        return None
+    try:
+        return _tools.iso(_tools.parse_compact(match.group('stamp')))
+    except ValueError:
+        return None
+
+
+def _of_database(backup_id, database):
+    """Whether a backup id (folder name) names ``database`` (for folders without a manifest)."""
+    match = BACKUP_ID.match(backup_id)
+    if not match:
+        return False
+    safe = _tools.safe_name(database)
+    rest = match.group('rest')
+    return rest == safe or re.match(re.escape(safe) + r'\.\d+$', rest) is not None
+
+
+def _when(entry):
+    """Sort key of a backup: the start second and ``.N`` its id carries (new_backup_id), then its times.
+
+    Folders without a manifest have only their id to go by, so the id decides
+    first: two backups started in the same second are ``X`` and ``X.2``.
+    """
+    backup_id = entry['backup_id']
+    stamp = _stamp(backup_id)
+    suffix = re.search(r'\.(\d+)$', backup_id) if stamp else None
+    start = entry.get('start') or ''
+    return ((stamp or start or entry.get('end') or '')[:19], int(suffix.group(1)) if suffix else 1,
+            start, entry.get('end') or '', backup_id)
+
+
 def _entry(dest, name, manifest, status, problems, now):
     path = os.path.join(dest, name)
-    entry = dict(backup_id=name, path=path, status=status, problems=problems)
+    entry = dict(backup_id=name, path=path, status=status, problems=problems, notes=[])
     if manifest:
         end = _tools.parse_iso(manifest['end'])
         entry.update(database=manifest.get('database'), format=manifest.get('format'),
@@ -135,7 +216,9 @@ def _entry(dest, name, manifest, status, problems, now):
                      age_seconds=int((now - end).total_seconds()),
                      server_version=manifest.get('server_version'),
                      row_counts_exact=manifest.get('row_counts_exact'),
-                     tables=len(manifest.get('tables') or []))
+                     tables=len(manifest.get('tables') or []), notes=manifest_notes(manifest))
+    else:
+        entry.update(database=None, end=None, start=_stamp(name))
     return entry
 
 
@@ -163,13 +246,22 @@ def list_backups(dest, verify=False, database=None, pg_restore=None, now=None,
             continue
         if name.startswith('.'):
             continue
+        if not os.path.exists(os.path.join(path, _tools.MANIFEST)):
+            if not BACKUP_ID.match(name):
+                continue  # not a backup folder at all
+            if database is not None and not _of_database(name, database):
+                continue
+            backups.append(_entry(dest, name, None, 'incomplete', [
+                '%s is missing: the backup never finished or its manifest was deleted; it cannot be '
+                'restored or verified' % _tools.MANIFEST], now))
+            continue
         try:
             manifest = read_manifest(path)
         except (OSError, ValueError) as exc:
-            if not os.path.exists(os.path.join(path, _tools.MANIFEST)):
-                continue  # not a backup folder at all
-            backups.append(dict(backup_id=name, path=path, status='corrupt', database=None,
-                                problems=['manifest.json unreadable: %s' % exc], end=None))
+            if database is not None and not _of_database(name, database):
+                continue
+            backups.append(_entry(dest, name, None, 'corrupt',
+                                  ['%s unreadable: %s' % (_tools.MANIFEST, exc)], now))
             continue
         if database is not None and manifest.get('database') != database:
             continue
@@ -179,19 +271,49 @@ def list_backups(dest, verify=False, database=None, pg_restore=None, now=None,
         if with_manifest:
             entry['manifest'] = manifest
         backups.append(entry)
-    backups.sort(key=lambda b: (b.get('end') or '', b['backup_id']), reverse=True)
+    backups.sort(key=_when, reverse=True)
     return backups, partial
 
 
-def find_backup(dest, backup_id='latest', database=None, verify=True, pg_restore=None):
-    """One good backup by id, or the newest good one (of ``database``); with its manifest."""
+def _describe(backup):
+    return '"%s" (%s: %s)' % (backup['backup_id'], backup['status'], '; '.join(backup['problems']))
+
+
+def find_backup(dest, backup_id='latest', database=None, verify=True, pg_restore=None, allow_older=False):
+    """One good backup by id, or the newest one (of ``database``); returns ``(path, manifest)``.
+
+    ``backup_id='latest'`` looks at every backup of the database, damaged ones
+    too (corrupt, or incomplete: a folder named like a backup with no
+    manifest).  When the newest of them is damaged:
+
+    - ``allow_older=False`` (the default): raises BackupError naming the
+      damaged newest backup, its problems, and the newest good one, so that a
+      restore never quietly goes back in time;
+    - ``allow_older=True``: returns the newest good backup, and the manifest
+      dict carries ``manifest['_warnings']`` (``catalog.WARNINGS``): a list of
+      texts saying which newer backups were skipped and why, for the caller to
+      surface.  The key is only in memory (``manifest_digest`` ignores keys
+      starting with ``_``); pop it before handing the manifest on.
+
+    Nothing found raises BackupError naming ``dest`` (and ``database``).  The
+    check done here is the quick one (manifest readable and unedited, every
+    file present with its size); ``verify`` and ``pg_restore`` are accepted
+    for compatibility: re-hashing is the caller's (restore verifies while
+    pg_restore reads).
+    """
     if not os.path.isdir(dest):
-        raise BackupError('backup root %s does not exist: check src/dest' % dest)
+        raise BackupError('backup root %s does not exist: check src/dest' % dest, dest=dest)
+    warnings = []
     if backup_id and backup_id != 'latest':
         path = os.path.join(dest, backup_id)
         if os.path.sep in backup_id or backup_id.startswith('.') or \
                 not os.path.isfile(os.path.join(path, _tools.MANIFEST)):
             known = [b['backup_id'] for b in list_backups(dest)[0]]
+            if os.path.isdir(path) and not backup_id.startswith('.') and os.path.sep not in backup_id:
+                raise BackupError('backup "%s" under %s is incomplete: %s is missing (the backup never '
+                                  'finished or its manifest was deleted); choose another backup: %s'
+                                  % (backup_id, dest, _tools.MANIFEST, ', '.join(known[:20]) or 'none'),
+                                  backup_id=backup_id)
             raise BackupError('backup "%s" not found under %s; available: %s'
                               % (backup_id, dest, ', '.join(known[:20]) or 'none'),
                               backup_id=backup_id)
@@ -205,18 +327,35 @@ def find_backup(dest, backup_id='latest', database=None, verify=True, pg_restore
     else:
         backups, _partial = list_backups(dest, database=database, with_manifest=True)
         good = [b for b in backups if b['status'] in GOOD]
+        of_db = ' of database "%s"' % database if database else ''
         if not good:
-            raise BackupError('no complete backup%s under %s'
-                              % (' of database "%s"' % database if database else '', dest))
+            damaged = ''.join('; found %s' % _describe(b) for b in backups[:5])
+            raise BackupError('no complete backup%s under %s%s'
+                              % (of_db, dest, damaged or ' (the folder holds no backup)'),
+                              dest=dest, database=database)
         dbs = sorted(set(b['database'] for b in good))
         if database is None and len(dbs) > 1:
             raise BackupError('backups of several databases are under %s (%s): say which one '
                               'with backup_db (or give backup_id)' % (dest, ', '.join(dbs)))
+        newer = backups[:backups.index(good[0])]
+        if newer and not allow_older:
+            raise BackupError(
+                'the newest backup%s under %s is damaged: %s. The newest good backup is "%s" (ended %s); '
+                'to restore it, give backup_id: %s (or allow older backups), or repair or remove the '
+                'damaged one' % (of_db, dest, '; '.join(_describe(b) for b in newer), good[0]['backup_id'],
+                                 good[0]['end'], good[0]['backup_id']),
+                damaged=[dict(backup_id=b['backup_id'], status=b['status'], problems=b['problems'])
+                         for b in newer], newest_good=good[0]['backup_id'])
+        warnings = ['skipped the newer backup %s; using "%s" instead' % (_describe(b), good[0]['backup_id'])
+                    for b in newer]
         path, manifest = good[0]['path'], good[0]['manifest']
     problems = check_backup(path, manifest, verify=False)
     if problems:
         raise BackupError('backup "%s" is corrupt: %s' % (manifest['id'], '; '.join(problems)),
                           problems=problems)
+    if warnings:
+        manifest = dict(manifest)
+        manifest[WARNINGS] = warnings
     return path, manifest
 
 
@@ -329,6 +468,7 @@ class BackupInfoOptions(object):
     database: str = option()
     verify: bool = option(False, type='bool')
     fail_on_corrupt: bool = option(False, type='bool')
+    allow_empty: bool = option(False, type='bool')
     pg_bin_dir: str = option(type='path')
 
 
@@ -337,6 +477,9 @@ class BackupInfoEngine(object):
 
     ``params`` is unused (no database connection) and may be None.  With
     ``fail_on_corrupt`` the plan itself fails, so check mode fails alike.
+    Nothing found fails too: ``dest`` missing always, no backup (of
+    ``database``) unless ``allow_empty``; a drill or a monitoring check that
+    looks in the wrong place must not pass.
     """
 
     def __init__(self, params, options):
@@ -345,6 +488,9 @@ class BackupInfoEngine(object):
 
     def plan(self):
         opts = self.options
+        if not os.path.isdir(opts.dest):
+            raise BackupError('backup folder %s does not exist: check dest (a typo, or the backup volume '
+                              'is not mounted)' % opts.dest, dest=opts.dest)
         pg_restore = os.path.join(opts.pg_bin_dir, 'pg_restore') if opts.pg_bin_dir else None
         backups, partial = list_backups(opts.dest, verify=opts.verify, database=opts.database,
                                         pg_restore=pg_restore)
@@ -354,12 +500,24 @@ class BackupInfoEngine(object):
                 latest[b['database']] = b['backup_id']
         values = dict(backups=backups, partial=partial, count=len(backups),
                       corrupt=[b['backup_id'] for b in backups if b['status'] == 'corrupt'],
+                      incomplete=[b['backup_id'] for b in backups if b['status'] == 'incomplete'],
                       total_bytes=sum(b.get('bytes') or 0 for b in backups), latest=latest)
+        if not backups and not opts.allow_empty:
+            raise BackupError(self._nothing_found(), **values)
         if opts.fail_on_corrupt and values['corrupt']:
             damaged = ['%s (%s)' % (b['backup_id'], '; '.join(b['problems']))
                        for b in backups if b['status'] == 'corrupt']
             raise BackupError('corrupt backups under %s: %s' % (opts.dest, '; '.join(damaged)), **values)
         return Plan(False, values)
+
+    def _nothing_found(self):
+        opts = self.options
+        if opts.database is None:
+            return ('no backup found under %s: set allow_empty: true when an empty backup folder is '
+                    'expected' % opts.dest)
+        others = sorted(set(b['database'] for b in list_backups(opts.dest)[0] if b.get('database')))
+        return ('no backup of database "%s" found under %s (it holds backups of: %s): set allow_empty: '
+                'true when that is expected' % (opts.database, opts.dest, ', '.join(others) or 'none'))
 
     def apply(self, plan):
         return plan.result()

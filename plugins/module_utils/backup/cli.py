@@ -26,10 +26,11 @@ __metaclass__ = type
 
 import argparse
 import json
+import os
 import sys
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import _options
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams, connect
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog, engine
 
@@ -79,7 +80,7 @@ def backup_options(config, where):
 
 
 def _standby(params):
-    conn = connect(params, autocommit=True, application_name='dbdevops-backup')
+    conn = engine.open_session(params, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute('SELECT pg_is_in_recovery()')
@@ -115,12 +116,17 @@ def cmd_backup(config, opts):
 
 
 def cmd_list(opts, verify):
+    """One line per backup; exit 1 when one is corrupt or incomplete, or ``dest`` does not exist."""
+    if not os.path.isdir(opts.dest):
+        log('FAILED: backup folder %s does not exist: check dest' % opts.dest)
+        return 1
     backups, partial = catalog.list_backups(opts.dest, verify=verify)
     bad = 0
     for b in backups:
-        bad += b['status'] == 'corrupt'
+        bad += b['status'] not in catalog.GOOD
         log('%s %s %s %s bytes %s' % (
-            b['status'], b['backup_id'], b.get('database'), b.get('bytes'), '; '.join(b['problems'])))
+            b['status'], b['backup_id'], b.get('database'), b.get('bytes'),
+            '; '.join(b['problems'] + b.get('notes', []))))
     for p in partial:
         log('partial %s%s' % (p['name'], ' (running)' if p['running'] else ''))
     return 1 if bad else 0

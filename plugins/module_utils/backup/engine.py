@@ -222,6 +222,12 @@ def compression_args(tool, method, level):
     return ['-Z', str(int(level))]
 
 
+def open_session(params, server_major=None, **kwargs):
+    """``connect()`` as ``dbdevops-backup`` (server timeouts are off from the session's start)."""
+    kwargs.setdefault('application_name', 'dbdevops-backup')
+    return connect(params, server_major=server_major, **kwargs)
+
+
 def plan_backup(params, opts):
     """Check everything that can be checked before writing a byte; return the plan (a dict)."""
     if opts.format not in FORMATS:
@@ -233,7 +239,7 @@ def plan_backup(params, opts):
                           'into a directory archive)')
     if not opts.dest:
         raise BackupError('dest (the backup root folder) is required')
-    conn = connect(params, autocommit=True, application_name='dbdevops-backup')
+    conn = open_session(params, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT current_setting('server_version_num')::int, pg_is_in_recovery()")
@@ -301,7 +307,7 @@ def _backup_one(params, db, plan, tools, owner, now=None):
     # one thread counts rows, one hashes; pg_dump itself is started from this thread, which waits for it
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=3, thread_name_prefix='dbdevops-backup')
     try:
-        conn = connect(params, dbname=db, application_name='dbdevops-backup')
+        conn = open_session(params, plan['server_major'], dbname=db)
         conn.set_session(isolation_level=pgext.ISOLATION_LEVEL_REPEATABLE_READ, readonly=True)
         cur = conn.cursor()
         cur.execute(META_SQL)
@@ -309,28 +315,25 @@ def _backup_one(params, db, plan, tools, owner, now=None):
          db_owner, system_id) = cur.fetchone()
         cur.execute('SELECT pg_export_snapshot()')
         snapshot = cur.fetchone()[0]
-        tables = _catalog.list_user_tables(cur)
-        objects = table_objects(cur)
-
-        if plan['count_rows']:
-            # One process counts, with no parallel workers and no JIT (pure
-            # overhead for count(*)): pg_dump needs the CPU more, and the
-            # counts are only needed when pg_dump is done.
-            cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
-            cur.execute('SET LOCAL jit = off')
-            counting = pool.submit(_catalog.count_rows, cur, tables)
+        # One thread reads the catalog, row counts, sequences and large
+        # objects in the snapshot while pg_dump runs (started right after the
+        # export): with no parallel workers and no JIT (pure overhead for
+        # count(*)), since pg_dump needs the CPU more and what is read is only
+        # needed when pg_dump is done.
+        cur.execute('SET LOCAL max_parallel_workers_per_gather = 0')
+        cur.execute('SET LOCAL jit = off')
+        counting = pool.submit(_read_snapshot, cur, plan['count_rows'])
         archive, files = _run_pg_dump(params, db, plan, tools['pg_dump'], snapshot, tmp, pool)
-        counts = None
-        if counting is not None:
-            try:
-                counts = counting.result()
-            except Exception as exc:  # noqa: BLE001 - any failure of the count is reported as such
-                raise BackupError('counting rows in the backup snapshot failed: %s' % exc)
+        try:
+            tables, objects, sequences, large_objects, counts = counting.result()
+        except Exception as exc:  # noqa: BLE001 - any failure of the reads is reported as such
+            raise BackupError('reading the tables, row counts, sequences and large objects in the backup '
+                              'snapshot failed: %s' % exc, database=db)
         conn.rollback()
         conn.close()
         conn = None
 
-        globals_files = _run_pg_dumpall(params, tools['pg_dumpall'], tmp) if plan['globals'] else {}
+        globals_files = _run_pg_dumpall(params, tools['pg_dumpall'], tmp, plan['server_major']) if plan['globals'] else {}
         toc_entries = _read_back(params, tools['pg_restore'], os.path.join(tmp, archive), db)
         files = dict(_hashed(files), **globals_files)
         end = _tools.utcnow()
@@ -349,6 +352,7 @@ def _backup_one(params, db, plan, tools, owner, now=None):
             bytes=sum(size for _sha, size in files.values()),
             files=dict((rel, dict(sha256=sha, bytes=size)) for rel, (sha, size) in sorted(files.items())),
             toc_entries=toc_entries, row_counts_exact=counts is not None,
+            sequences=sequences, large_objects=large_objects,
             tables=[dict(schema=s, name=n, rows=(counts or {}).get(_catalog.qualified(s, n)),
                          objects=objects.get((s, n), {}))
                     for s, n in tables],
@@ -382,6 +386,23 @@ def _backup_one(params, db, plan, tools, owner, now=None):
         pool.shutdown(wait=False)
     return dict(backup_id=backup_id, database=db, path=final, bytes=manifest['bytes'],
                 duration_ms=manifest['duration_ms'], manifest=manifest)
+
+
+def _read_snapshot(cur, count_rows):
+    """(tables, objects, sequences, large objects, row counts) read through the session that
+    exported the snapshot; the last three are None without ``count_rows``.
+
+    Catalog, large objects and rows are read in the dump's snapshot, so they
+    are exactly what the archive holds.  Sequences are not transactional:
+    their values are read early, at about the moment pg_dump reads them.
+    """
+    tables = _catalog.list_user_tables(cur)
+    if not count_rows:
+        return tables, table_objects(cur), None, None, None
+    sequences = _catalog.sequence_values_batched(cur)
+    objects = table_objects(cur)
+    large_objects = _catalog.large_object_digests(cur)
+    return tables, objects, sequences, large_objects, _catalog.count_rows_batched(cur, tables)
 
 
 def _hashed(files):
@@ -430,8 +451,8 @@ def _run_pg_dump(params, db, plan, tool, snapshot, tmp, pool):
     argv.append('--file=%s' % os.path.join(tmp, archive))
     stop = threading.Event()
     hashing = None
-    with _pgclient.LibpqEnv(params, dbname=db) as env:
-        proc = _pgclient.popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    with _pgclient.LibpqEnv(params, dbname=db, server_major=plan['server_major']) as env:
+        proc = _pgclient.popen(argv, env=env, group=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             if fmt == 'directory':
                 hashing = pool.submit(_tools.TailHasher(os.path.join(tmp, archive)).poll, stop)
@@ -464,10 +485,10 @@ def _synced_sha256(path, syncing):
     return digest
 
 
-def _run_pg_dumpall(params, tool, tmp):
+def _run_pg_dumpall(params, tool, tmp, server_major):
     path = os.path.join(tmp, 'globals.sql')
     argv = [tool.path, '--globals-only', '--no-password', '--file=%s' % path]
-    with _pgclient.LibpqEnv(params, dbname=params.dbname) as env:
+    with _pgclient.LibpqEnv(params, dbname=params.dbname, server_major=server_major) as env:
         done = _pgclient.run(argv, env=env)
     if not done.ok:
         raise BackupError('pg_dumpall --globals-only failed (exit %d): %s; no backup was recorded'
@@ -486,8 +507,11 @@ def _read_back(params, tool, archive_path, db):
 
 
 def _write_manifest(folder, manifest):
+    """Write manifest.json, sealed with its own checksum (``manifest_sha256``), in one write."""
     path = os.path.join(folder, _tools.MANIFEST)
-    data = json.dumps(manifest, indent=2, sort_keys=True).encode('utf-8')
+    # compact (the C encoder; indenting takes the pure-Python one, 10x slower on thousands of
+    # tables): ``python -m json.tool manifest.json`` shows it indented
+    data = json.dumps(catalog.seal_manifest(manifest), sort_keys=True, separators=(',', ':')).encode('utf-8')
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, data)

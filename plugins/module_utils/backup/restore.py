@@ -1,17 +1,21 @@
 # -*- coding: utf-8 -*-
 # Copyright: dbdevops.postgresql contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Restore a backup and prove it: checksums while pg_restore runs, row counts
-against the manifest afterwards, and for ``replace`` a restore into a scratch
-database that takes the target's name only once everything passed.
+"""Restore a backup and prove it: checksums while pg_restore runs, row counts,
+sequence values and large objects against the manifest afterwards, and for
+``replace`` a restore into a scratch database that takes the target's name
+only once everything passed.
 
     engine = RestoreEngine(conn_params, RestoreOptions(src='/backups', target_db='app', replace=True))
     plan = engine.plan()        # resolves the backup and the target; plan.result() is check mode
     result = engine.apply(plan)
 
-With ``drill=True`` the engine restores into a scratch database, verifies it
-and drops it.  The steps below the engine: ``plan_restore``, ``run_restore``,
-``restore_drill``.
+A ``tables``/``schemas`` selection with ``replace`` replaces just the
+selection inside the target, in one transaction (``_selection``); nothing
+outside it is removed.  With ``drill=True`` the engine restores into a
+scratch database, verifies it and drops it.  Every run first drops the
+scratch databases killed runs left behind (``_swap.drop_stale``).  The steps
+below the engine: ``plan_restore``, ``run_restore``, ``restore_drill``.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -31,15 +35,15 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalo
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import _tools, catalog
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup import (
+    _selection, _swap, _tools, catalog)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.backup._tools import BackupError
 
 try:
     from psycopg2 import sql as pgsql
 except ImportError:  # pragma: no cover - reported by connect()
     pgsql = None
-
-SCHEMA_ENTRY = re.compile(r'^SCHEMA - (\S+) ')
 
 USER_OBJECTS_SQL = """
 SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -49,6 +53,9 @@ SELECT (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relname
          WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'public')
            AND nspname !~ '^pg_toast' AND nspname !~ '^pg_temp')
 """
+NOT_IN_MANIFEST = 'not checked: the backup predates recording them in its manifest'
+LO_SELECTION = 'not checked: a tables/schemas selection restores no large objects'
+SCRATCH_KIND = dict(replace='restore', drill='drill')
 
 
 @dataclasses.dataclass
@@ -69,6 +76,8 @@ class RestoreOptions(object):
     verify: bool = option(True, type='bool')
     no_owner: bool = option(False, type='bool')
     drill: bool = option(False, type='bool')
+    allow_older: bool = option(False, type='bool')
+    lock_timeout: str = option('5s')
     pg_bin_dir: str = option(type='path')
 
 
@@ -86,110 +95,178 @@ class RestoreEngine(object):
 
     def plan(self):
         opts = self.options
-        if opts.drill:
-            _path, manifest = catalog.find_backup(opts.src, opts.backup_id, database=opts.backup_db)
-            drill = dict(passed=None, backup_id=manifest['id'], database=manifest['database'],
-                         scratch_db='', verification={}, error=None, duration_ms=0)
-            return Plan(False, _drill_values(drill, target_db=''))
         work = plan_restore(self.params, opts)
-        selected = _selected_tables(work)
+        if opts.drill:
+            drill = dict(passed=None, backup_id=work['backup_id'], database=work['manifest']['database'],
+                         scratch_db='', verification={}, error=None, scratch_dropped=[], duration_ms=0)
+            return Plan(False, _drill_values(drill, target_db='', dropped=[]), warnings=work['warnings'],
+                        work=work)
+        selected = _selection.selected_tables(opts, work['manifest'])
         values = dict(backup_id=work['backup_id'], target_db=work['target_db'], action=work['action'],
                       target_sessions=work['target_sessions'], verification={}, terminated_sessions=[],
                       tables=len(selected),
                       restored_tables=[_catalog.qualified(s, n) for s, n, _rows in selected],
-                      skipped=table_subset(work, [])[1] if opts.tables else [],
-                      globals_restored=bool(opts.globals_first), duration_ms=0)
+                      skipped=_selection.table_subset(opts, work['manifest'], [])[1] if opts.tables else [],
+                      globals_restored=bool(opts.globals_first), globals_created=work['globals_created'],
+                      scratch_dropped=[], duration_ms=0)
         state = dict(create='absent', restore_into_empty='empty').get(work['action'], 'has data')
         diff = dict(before=dict(database=work['target_db'], state=state),
                     after=dict(database=work['target_db'], state='restored from %s' % work['backup_id']))
-        return Plan(True, values, diff=diff, work=work)
+        return Plan(True, values, diff=diff, warnings=work['warnings'], work=work)
 
     def apply(self, plan):
-        opts = self.options
-        if opts.drill:
-            drill = restore_drill(self.params, opts.src, backup_id=plan.values['backup_id'],
-                                  backup_db=opts.backup_db, jobs=opts.jobs, pg_bin_dir=opts.pg_bin_dir)
-            values = _drill_values(drill, target_db=drill['scratch_db'])
+        if self.options.drill:
+            drill = restore_drill(self.params, work=plan.work)
+            values = _drill_values(drill, target_db=drill['scratch_db'], dropped=drill['scratch_dropped'])
             if not drill['passed']:
                 raise BackupError('restore drill of backup %s failed: %s'
                                   % (drill['backup_id'], drill['error'] or drill['verification']), **values)
-            return finish(values, changed=False)
+            return finish(values, changed=False, warnings=plan.warnings)
         done = run_restore(self.params, plan.work)
         values = dict(plan.values)
         values.update((key, done[key]) for key in (
             'verification', 'terminated_sessions', 'tables', 'restored_tables', 'skipped',
-            'globals_restored', 'duration_ms'))
-        return finish(values, changed=True, diff=plan.diff)
+            'globals_restored', 'globals_created', 'scratch_dropped', 'duration_ms'))
+        return finish(values, changed=True, diff=plan.diff, warnings=plan.warnings)
 
 
-def _drill_values(drill, target_db):
+def _drill_values(drill, target_db, dropped):
     return dict(backup_id=drill['backup_id'], target_db=target_db, action='drill', target_sessions=[],
-                drill=drill, verification=drill['verification'], duration_ms=drill['duration_ms'])
-
-
-def _db_state(cur, name):
-    cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (name,))
-    return cur.fetchone() is not None
-
-
-def _sessions(cur, name):
-    cur.execute('SELECT pid, usename, application_name, client_addr::text, state FROM pg_stat_activity '
-                'WHERE datname = %s AND pid <> pg_backend_pid()', (name,))
-    return [dict(pid=r[0], user=r[1], application_name=r[2], client_addr=r[3], state=r[4])
-            for r in cur.fetchall()]
+                drill=drill, verification=drill['verification'], scratch_dropped=dropped,
+                duration_ms=drill['duration_ms'])
 
 
 def _user_objects(params, dbname):
-    conn = connect(params, dbname=dbname, autocommit=True, application_name='dbdevops-restore')
+    conn = connect(params, dbname=dbname, autocommit=True, application_name=_swap.APPLICATION)
     try:
         with conn.cursor() as cur:
             cur.execute(USER_OBJECTS_SQL)
-            return cur.fetchone()[0]
+            count = cur.fetchone()[0]
+            cur.execute("SELECT nspname FROM pg_namespace")
+            return count, set(r[0] for r in cur.fetchall())
     finally:
         conn.close()
+
+
+def _find_backup(opts):
+    try:
+        path, manifest = catalog.find_backup(opts.src, opts.backup_id, database=opts.backup_db,
+                                             allow_older=opts.allow_older)
+    except BackupError as exc:
+        if exc.details.get('newest_good'):
+            raise BackupError('%s; with restore, allow_older: true restores "%s" instead (with a warning)'
+                              % (exc, exc.details['newest_good']), **exc.details)
+        raise
+    manifest = dict(manifest)
+    return path, manifest, list(manifest.pop(catalog.WARNINGS, []) or [])
 
 
 def plan_restore(params, opts):
     """Resolve the backup and decide how to restore it; no change made."""
     if opts.jobs < 1:
         raise BackupError('jobs must be at least 1')
-    path, manifest = catalog.find_backup(opts.src, opts.backup_id, database=opts.backup_db)
-    target = opts.target_db or manifest['database']
-    conn = connect(params, autocommit=True, application_name='dbdevops-restore')
+    if opts.target_db:
+        _check_name(opts.target_db, 'target_db')
+    path, manifest, warnings = _find_backup(opts)
+    target = manifest['database'] if opts.drill else (opts.target_db or manifest['database'])
+    admin = _swap.admin_params(params, {target})
+    try:
+        conn = _swap.admin_connect(admin)
+    except DbDevopsError as exc:
+        raise BackupError('restore works on the server through database "%s" (it cannot stay logged into '
+                          '"%s", which it restores): %s' % (admin.dbname, target, exc))
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT current_setting('server_version_num')::int")
             server_major = cur.fetchone()[0] // 10000
-            exists = _db_state(cur, target)
-            sessions = _sessions(cur, target) if exists else []
+            cur.execute('SELECT 1 FROM pg_database WHERE datname = %s', (target,))
+            exists = cur.fetchone() is not None and not opts.drill
+            sessions = _swap.sessions(cur, target) if exists else []
+            role = _swap.login_role(cur)
+            tool = _pgclient.Tool('pg_restore', server_major, opts.pg_bin_dir)
+            archive = os.path.join(path, manifest['archive'])
+            toc = _read_toc(tool, archive)
+            if opts.tables or opts.schemas:
+                _selection.check_selection(opts, manifest, toc)
+            objects, schemas = _user_objects(params, target) if exists else (0, set())
+            action = _action(opts, target, exists, objects)
+            if action == 'replace':
+                _swap.blockers(cur, target, opts.terminate_connections)
+            _check_privileges(cur, opts, manifest, toc, role, action)
+            globals_created = _plan_globals(cur, opts, path, manifest)
     finally:
         conn.close()
-    objects = _user_objects(params, target) if exists else 0
+    return dict(backup_id=manifest['id'], backup_path=path, manifest=manifest, target_db=target,
+                action=action, target_sessions=sessions, server_major=server_major, options=opts,
+                admin=admin, tool=tool, archive=archive, toc=toc, existing_schemas=schemas, role=role,
+                globals_created=globals_created, warnings=warnings)
+
+
+def _check_name(name, what):
+    try:
+        _catalog.check_identifier(name, what)
+    except DbDevopsError as exc:
+        raise BackupError(str(exc), **exc.details)
+
+
+def _action(opts, target, exists, objects):
+    if opts.drill:
+        return 'drill'
     if not exists:
-        action = 'create'
-    elif objects == 0:
-        action = 'restore_into_empty'
-    elif opts.replace:
-        action = 'replace'
-    else:
+        return 'create'
+    if objects == 0:
+        return 'restore_into_empty'
+    if opts.replace:
+        return 'replace_selection' if opts.tables or opts.schemas else 'replace'
+    if opts.tables or opts.schemas:
         raise BackupError(
-            'database "%s" is not empty (%d user objects): restoring over it is refused. Set '
-            'replace: true to restore into a new database and swap it in after success, or '
-            'choose another target_db' % (target, objects), target_db=target)
-    if manifest.get('format') == 'custom' and opts.jobs > 1:
-        pass  # pg_restore -j works on custom archives too
-    if opts.globals_first and not manifest.get('globals'):
+            'database "%s" is not empty (%d user objects): restoring a selection into it is refused. Set '
+            'replace: true to replace the selected %s inside it (replace replaces only the selected tables '
+            'or schemas, in one transaction; everything else in the database is kept, and anything outside '
+            'the selection that depends on them makes it fail with nothing changed), or choose another '
+            'target_db' % (target, objects, 'tables' if opts.tables else 'schemas'), target_db=target)
+    raise BackupError(
+        'database "%s" is not empty (%d user objects): restoring over it is refused. Set '
+        'replace: true to restore into a new database and swap it in after success, or '
+        'choose another target_db' % (target, objects), target_db=target)
+
+
+def _check_privileges(cur, opts, manifest, toc, role, action):
+    """What a non-superuser login cannot do, said at plan time."""
+    if role['superuser']:
+        return
+    if action in ('create', 'replace', 'drill') and not role['createdb']:
+        raise BackupError('login role %s cannot create databases (no CREATEDB), which %s needs: grant it '
+                          'CREATEDB, restore into an existing empty database, or log in as a superuser'
+                          % (role['user'], 'a drill' if action == 'drill' else 'this restore'))
+    if opts.no_owner:
+        return
+    owners = set(e.rest.rsplit(' ', 1)[-1] for e in toc if ' ' in e.rest) - {'-', 'pg_database_owner'}
+    if manifest.get('database_owner') and action in ('create', 'replace', 'drill'):
+        owners.add(manifest['database_owner'])
+    cur.execute('SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)', (sorted(owners),))
+    foreign = _swap.missing_memberships(cur, set(r[0] for r in cur.fetchall()))
+    if foreign:
+        raise BackupError(
+            'login role %s is not a superuser and not a member of %s, which own%s objects in backup "%s": '
+            'restoring that ownership would fail ("must be member of role"). Set no_owner: true (the '
+            'objects then belong to %s), or restore as a superuser'
+            % (role['user'], ', '.join('role %s' % o for o in foreign), 's' if len(foreign) == 1 else '',
+               manifest['id'], role['user']), roles=foreign)
+
+
+def _plan_globals(cur, opts, path, manifest):
+    if not opts.globals_first:
+        return []
+    if not manifest.get('globals'):
         raise BackupError('globals_first is set but backup "%s" has no globals (take it with '
                           'globals: true)' % manifest['id'])
-    return dict(backup_id=manifest['id'], backup_path=path, manifest=manifest, target_db=target,
-                action=action, target_sessions=sessions, server_major=server_major, options=opts)
+    return _swap.plan_globals(cur, os.path.join(path, manifest['globals']))[1]
 
 
-def _pg_restore_args(plan, tool, dbname, use_list=None):
+def _pg_restore_args(plan, dbname, use_list=None):
     opts = plan['options']
-    manifest = plan['manifest']
-    argv = [tool.path, '--exit-on-error', '--no-password',
-            '--dbname=%s' % _conninfo_dbname(dbname)]
+    argv = [plan['tool'].path, '--exit-on-error', '--no-password', '--dbname=%s' % _conninfo_dbname(dbname)]
     if opts.jobs > 1:
         argv.append('--jobs=%d' % opts.jobs)
     if opts.no_owner:
@@ -199,69 +276,12 @@ def _pg_restore_args(plan, tool, dbname, use_list=None):
     else:
         for schema in opts.schemas:
             argv.append('--schema=%s' % schema)
-    argv.append(os.path.join(plan['backup_path'], manifest['archive']))
+    argv.append(plan['archive'])
     return argv
 
 
-def _toc_matches(rest, keys, prefixes):
-    """Whether a TOC entry ("DESC schema tag owner") is one of ``keys`` (owner left out)."""
-    for key in [rest] + [rest[:i] for i, ch in enumerate(rest) if ch == ' ']:
-        if key in keys and (key == rest or ' ' not in rest[len(key) + 1:]):
-            return True
-    return any(rest.startswith(p) for p in prefixes)
-
-
-def table_subset(plan, toc):
-    """TOC entries that restore the selected tables as usable tables.
-
-    ``pg_restore --table`` restores a table's definition and data only: no
-    primary key, index, default (so no ``serial``), owned sequence, trigger or
-    policy.  This picks, from the manifest's record of what belongs to each
-    table, those entries too.  A foreign key is included only when the table
-    it references is restored as well; the others are returned as skipped.
-    Returns ``(entries, skipped)``.
-    """
-    selected = [(s, n) for s, n, _rows in _selected_tables(plan)]
-    chosen = set(selected)
-    objects = dict(((t['schema'], t['name']), t.get('objects') or {})
-                   for t in plan['manifest'].get('tables') or [])
-    keys, prefixes, skipped = set(), [], []
-    for schema in sorted(set(s for s, _n in selected) - {'public'}):
-        keys.update(['SCHEMA - %s' % schema, 'COMMENT - SCHEMA %s' % schema, 'ACL - SCHEMA %s' % schema])
-    for schema, name in selected:
-        obj = objects.get((schema, name), {})
-        keys.update('%s %s %s' % (desc, schema, name) for desc in ('TABLE', 'TABLE DATA', 'ROW SECURITY'))
-        keys.update(['COMMENT %s TABLE %s' % (schema, name), 'ACL %s TABLE %s' % (schema, name)])
-        prefixes += ['COMMENT %s COLUMN %s.' % (schema, name), 'ACL %s COLUMN %s.' % (schema, name)]
-        for col in obj.get('defaults', []):
-            keys.add('DEFAULT %s %s %s' % (schema, name, col))
-        for con in obj.get('constraints', []):
-            keys.update(['CONSTRAINT %s %s %s' % (schema, name, con),
-                         'CHECK CONSTRAINT %s %s %s' % (schema, name, con),
-                         'COMMENT %s CONSTRAINT %s ON %s' % (schema, con, name)])
-        for index in obj.get('indexes', []):
-            keys.update(['INDEX %s %s' % (schema, index), 'COMMENT %s INDEX %s' % (schema, index)])
-        for seq in obj.get('sequences', []):
-            keys.update('%s %s %s' % (desc, schema, seq) for desc in ('SEQUENCE', 'SEQUENCE OWNED BY', 'SEQUENCE SET'))
-            keys.update(['ACL %s SEQUENCE %s' % (schema, seq), 'COMMENT %s SEQUENCE %s' % (schema, seq)])
-        for trigger in obj.get('triggers', []):
-            keys.update(['TRIGGER %s %s %s' % (schema, name, trigger),
-                         'COMMENT %s TRIGGER %s ON %s' % (schema, trigger, name)])
-        for policy in obj.get('policies', []):
-            keys.update(['POLICY %s %s %s' % (schema, name, policy),
-                         'COMMENT %s POLICY %s ON %s' % (schema, policy, name)])
-        for fk in obj.get('foreign_keys', []):
-            if (fk['schema'], fk['table']) in chosen:
-                keys.add('FK CONSTRAINT %s %s %s' % (schema, name, fk['name']))
-            else:
-                skipped.append(dict(table=_catalog.qualified(schema, name), foreign_key=fk['name'],
-                                    references=_catalog.qualified(fk['schema'], fk['table']),
-                                    reason='the referenced table is not restored'))
-    return [entry for entry in toc if _toc_matches(entry.rest, keys, prefixes)], skipped
-
-
-def _restore_schema_entries(plan, tool, work_db, env, toc):
-    """For a schema/table subset, create the selected schemas first.
+def _restore_schema_entries(plan, work_db, env):
+    """For a schema subset, create the selected schemas first.
 
     ``pg_restore --schema`` restores the objects in a schema but not the schema
     itself, so the SCHEMA entries (with their owner) are restored in a first
@@ -269,48 +289,21 @@ def _restore_schema_entries(plan, tool, work_db, env, toc):
     ``_pgclient.Completed``), or None.
     """
     opts = plan['options']
-    if opts.tables:
+    wanted = set(opts.schemas) - {'public'}
+    if opts.tables or not wanted:
         return None  # the table subset's use-list holds its SCHEMA entries
-    wanted = set(opts.schemas)
-    wanted.discard('public')
-    if not wanted:
-        return None
-    chosen = []
-    for entry in toc:
-        match = SCHEMA_ENTRY.match(entry.rest)
-        if match and match.group(1) in wanted:
-            chosen.append(entry)
+    chosen = [e for e in plan['toc'] if _selection.SCHEMA_ENTRY.match(e.rest) and
+              _selection.SCHEMA_ENTRY.match(e.rest).group(1) in wanted]
     if not chosen:
         return None
-    archive = os.path.join(plan['backup_path'], plan['manifest']['archive'])
     with _pgclient.use_list(chosen) as path:
-        argv = [tool.path, '--exit-on-error', '--no-password',
-                '--dbname=%s' % _conninfo_dbname(work_db), '--use-list=%s' % path]
-        if opts.no_owner:
-            argv += ['--no-owner', '--no-acl']
-        done = _pgclient.run(argv + [archive], env=env)
+        done = _pgclient.run(_pg_restore_args(dict(plan, options=dataclasses.replace(opts, jobs=1, schemas=[])),
+                                              work_db, use_list=path), env=env)
     return None if done.ok else done
 
 
 def _conninfo_dbname(name):
     return "dbname='%s'" % name.replace('\\', '\\\\').replace("'", "\\'")
-
-
-def _selected_tables(plan):
-    """Manifest tables the restore covers, as [(schema, name, rows)]."""
-    opts = plan['options']
-    wanted = [_catalog.parse_table(name) for name in opts.tables]
-    out = []
-    for t in plan['manifest'].get('tables') or []:
-        if opts.schemas and not opts.tables and t['schema'] not in opts.schemas:
-            continue
-        if opts.tables and not any(
-                table == t['name'] and (schema is None or schema == t['schema']) and
-                (not opts.schemas or t['schema'] in opts.schemas or schema == t['schema'])
-                for schema, table in wanted):
-            continue
-        out.append((t['schema'], t['name'], t.get('rows')))
-    return out
 
 
 def _verify_files(path, manifest):
@@ -322,49 +315,6 @@ def _verify_files(path, manifest):
     except (AttributeError, OSError):
         pass
     return catalog.check_backup(path, manifest, verify=True)
-
-
-def _create_database(params, name, manifest, owner_ok=True):
-    conn = connect(params, autocommit=True, application_name='dbdevops-restore')
-    try:
-        with conn.cursor() as cur:
-            owner = manifest.get('database_owner')
-            if owner:
-                cur.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (owner,))
-                if not cur.fetchone():
-                    owner = None
-            parts = [pgsql.SQL('CREATE DATABASE {} TEMPLATE template0').format(pgsql.Identifier(name))]
-            if manifest.get('encoding'):
-                parts.append(pgsql.SQL('ENCODING {}').format(pgsql.Literal(manifest['encoding'])))
-            if manifest.get('lc_collate'):
-                parts.append(pgsql.SQL('LC_COLLATE {}').format(pgsql.Literal(manifest['lc_collate'])))
-            if manifest.get('lc_ctype'):
-                parts.append(pgsql.SQL('LC_CTYPE {}').format(pgsql.Literal(manifest['lc_ctype'])))
-            if owner and owner_ok:
-                parts.append(pgsql.SQL('OWNER {}').format(pgsql.Identifier(owner)))
-            cur.execute(pgsql.SQL(' ').join(parts))
-    finally:
-        conn.close()
-
-
-def _drop_database(params, name):
-    conn = connect(params, autocommit=True, application_name='dbdevops-restore')
-    try:
-        with conn.cursor() as cur:
-            cur.execute(pgsql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(pgsql.Identifier(name)))
-    finally:
-        conn.close()
-
-
-def _restore_globals(params, plan, tool):
-    path = os.path.join(plan['backup_path'], plan['manifest']['globals'])
-    with _pgclient.LibpqEnv(params, dbname=params.dbname) as env:
-        done = _pgclient.run([tool.path, '-X', '-q', '--no-password', '-f', path], env=env)
-    errors = [ln for ln in _pgclient.error_lines(done.stderr) if 'already exists' not in ln]
-    if done.returncode != 0 or errors:
-        raise BackupError('restoring globals (roles, tablespaces) from %s failed: %s'
-                          % (path, errors[0] if errors else _pgclient.first_error(done.stderr)))
-    return len(_pgclient.error_lines(done.stderr))
 
 
 class _EarlyCounter(object):
@@ -531,100 +481,255 @@ def verify_counts(params, dbname, tables, jobs=1, counted=None):
                 mismatches=mismatches, errors=errors, passed=not mismatches and not errors)
 
 
+def _create_parts(plan):
+    """CREATE DATABASE options from the manifest; OWNER only when that role exists (and owners are kept)."""
+    manifest, opts = plan['manifest'], plan['options']
+    parts = [pgsql.SQL('TEMPLATE template0')]
+    for key, word in (('encoding', 'ENCODING'), ('lc_collate', 'LC_COLLATE'), ('lc_ctype', 'LC_CTYPE')):
+        if manifest.get(key):
+            parts.append(pgsql.SQL(word + ' {}').format(pgsql.Literal(manifest[key])))
+    owner = manifest.get('database_owner')
+    if owner and not opts.no_owner and plan['action'] != 'drill':
+        conn = _swap.admin_connect(plan['admin'])
+        try:
+            with conn.cursor() as cur:
+                cur.execute('SELECT 1 FROM pg_roles WHERE rolname = %s', (owner,))
+                if cur.fetchone():
+                    parts.append(pgsql.SQL('OWNER {}').format(pgsql.Identifier(owner)))
+        finally:
+            conn.close()
+    return parts
+
+
 def run_restore(params, plan):
     """Restore as planned; returns what was restored and the verification."""
     opts = plan['options']
-    manifest = plan['manifest']
-    target = plan['target_db']
     t0 = time.monotonic()
-    tool = _pgclient.Tool('pg_restore', plan['server_major'], opts.pg_bin_dir)
-    if plan['action'] == 'replace':
-        work_db = ('%s__restore_%d' % (target, os.getpid()))[-63:]
-        _drop_database(params, work_db)
-    else:
-        work_db = target
-    created = plan['action'] in ('create', 'replace')
-    globals_restored = False
+    admin = plan['admin']
+    dropped = [] if plan.get('stale_dropped') is not None else _swap.drop_stale(admin)
+    globals_created = []
     if opts.globals_first:
-        _restore_globals(params, plan, _pgclient.Tool('psql', plan['server_major'], opts.pg_bin_dir))
-        globals_restored = True
-    if created:
-        _create_database(params, work_db, manifest)
+        globals_created = _swap.restore_globals(admin, os.path.join(plan['backup_path'],
+                                                                    plan['manifest']['globals']))
+    if plan['action'] == 'replace_selection':
+        out = _run_in_place(params, plan)
+    else:
+        out = _run_into_database(params, plan)
+    restored = _selection.selected_tables(opts, plan['manifest'])
+    out.update(backup_id=plan['backup_id'], database=plan['manifest']['database'], target_db=plan['target_db'],
+               action=plan['action'], tables=len(restored),
+               restored_tables=[_catalog.qualified(s, n) for s, n, _rows in restored],
+               globals_restored=bool(opts.globals_first), globals_created=globals_created,
+               scratch_dropped=dropped, duration_ms=_tools.monotonic_ms(t0))
+    return out
+
+
+def _run_into_database(params, plan):
+    """Restore into the target, a new target, or a scratch database (replace, drill)."""
+    opts, manifest, action = plan['options'], plan['manifest'], plan['action']
+    scratch = None
+    if action in SCRATCH_KIND:
+        scratch = _swap.Scratch(plan['admin'], SCRATCH_KIND[action], plan['target_db'])
+    work_db = scratch.name if scratch else plan['target_db']
+    terminated = []
+    try:
+        if scratch:
+            scratch.create(_create_parts(plan))
+        elif action == 'create':
+            _swap.create_database(plan['admin'], work_db, _create_parts(plan))
+        skipped, verification = _restore_and_verify(params, plan, work_db)
+        if opts.analyze and action != 'drill':
+            _analyze(params, work_db, None)
+        if action == 'replace':
+            terminated = _swap.swap(plan['admin'], scratch, plan['target_db'], opts.terminate_connections)
+            scratch = None
+    except BaseException:
+        _discard(plan, scratch, action)
+        raise
+    if scratch:
+        scratch.drop()                       # a drill's scratch database
+    return dict(skipped=skipped, verification=verification, terminated_sessions=terminated, scratch_db=work_db)
+
+
+def _discard(plan, scratch, action):
+    try:
+        if scratch:
+            scratch.drop()
+        elif action == 'create':
+            _swap.drop_database(plan['admin'], plan['target_db'])
+    except Exception:  # noqa: BLE001 - the original error matters more
+        pass
+
+
+def _restore_and_verify(params, plan, work_db):
+    opts, manifest = plan['options'], plan['manifest']
     # one thread re-hashes the backup, one counts rows early; pg_restore is
     # started from this thread, which reads its log and waits for it
     pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix='dbdevops-restore')
     try:
         hashing = pool.submit(_verify_files, plan['backup_path'], manifest) if opts.verify else None
-        archive = os.path.join(plan['backup_path'], manifest['archive'])
-        # the table of contents, read once, when a subset needs it
-        toc = _read_toc(tool, archive) if opts.tables or set(opts.schemas) - {'public'} else []
-        skipped = []
-        chosen = None
+        skipped, chosen = [], None
         if opts.tables:
-            chosen, skipped = table_subset(plan, toc)
+            chosen, skipped = _selection.table_subset(opts, manifest, plan['toc'])
         counter = None
+        selected = _selection.selected_tables(opts, manifest)
         if opts.verify and manifest.get('row_counts_exact'):
-            counter = _EarlyCounter(params, work_db, _selected_tables(plan), serial=opts.jobs == 1)
+            counter = _EarlyCounter(params, work_db, selected, serial=opts.jobs == 1)
         try:
             with _pgclient.LibpqEnv(params, dbname=work_db) as env:
-                failed = _restore_schema_entries(plan, tool, work_db, env, toc)
+                failed = _restore_schema_entries(plan, work_db, env)
                 if failed is not None:
                     returncode, stderr = failed.returncode, failed.stderr
                 elif chosen is not None:
                     with _pgclient.use_list(chosen) as list_path:
-                        returncode, stderr = _restore_archive(plan, tool, work_db, env, counter, pool,
-                                                              list_path)
+                        returncode, stderr = _restore_archive(plan, work_db, env, counter, pool, list_path)
                 else:
-                    returncode, stderr = _restore_archive(plan, tool, work_db, env, counter, pool)
+                    returncode, stderr = _restore_archive(plan, work_db, env, counter, pool)
         finally:
             counted = counter.finish(succeeded=True) if counter else {}
         problems = hashing.result() if hashing else []
-        if problems:
-            raise BackupError('backup "%s" failed verification, restore abandoned: %s%s'
-                              % (manifest['id'], '; '.join(problems), _kept_note(plan, created)),
-                              problems=problems)
-        if returncode != 0 or _pgclient.error_lines(stderr) or 'errors ignored on restore' in stderr:
-            raise BackupError('pg_restore of backup "%s" into database "%s" failed (exit %d): %s%s'
-                              % (manifest['id'], work_db, returncode,
-                                 _pgclient.first_error(stderr), _kept_note(plan, created)),
-                              stderr=stderr[-4000:], backup_id=manifest['id'])
-        tables = _selected_tables(plan)
-        verification = dict(checksums='passed' if opts.verify else 'skipped')
-        if opts.verify and manifest.get('row_counts_exact'):
-            counts = verify_counts(params, work_db, tables, jobs=max(opts.jobs, 2), counted=counted)
-            verification.update(counts)
-            if not counts['passed']:
-                raise BackupError('restored database "%s" does not match backup "%s": %s%s'
-                                  % (work_db, manifest['id'], _describe_mismatch(counts),
-                                     _kept_note(plan, created)), verification=counts)
-        else:
-            verification['passed'] = True
-            verification['row_counts'] = 'not in the manifest' if opts.verify else 'skipped'
-        if opts.analyze:
-            conn = connect(params, dbname=work_db, autocommit=True, application_name='dbdevops-restore')
-            try:
-                with conn.cursor() as cur:
-                    cur.execute('ANALYZE')
-            finally:
-                conn.close()
-        swapped = None
-        if plan['action'] == 'replace':
-            swapped = _swap(params, work_db, target, opts.terminate_connections)
-    except BaseException:
-        if created:
-            try:
-                _drop_database(params, work_db)
-            except Exception:  # noqa: BLE001 - the original error matters more
-                pass
-        raise
     finally:
         pool.shutdown(wait=False)
-    restored = _selected_tables(plan)
-    return dict(backup_id=manifest['id'], database=manifest['database'], target_db=target,
-                action=plan['action'], tables=len(restored),
-                restored_tables=[_catalog.qualified(s, n) for s, n, _rows in restored], skipped=skipped,
-                globals_restored=globals_restored, verification=verification,
-                terminated_sessions=swapped or [], duration_ms=_tools.monotonic_ms(t0))
+    if problems:
+        raise BackupError('backup "%s" failed verification, restore abandoned: %s%s'
+                          % (manifest['id'], '; '.join(problems), _kept_note(plan)), problems=problems)
+    if returncode != 0 or _pgclient.error_lines(stderr) or 'errors ignored on restore' in stderr:
+        raise BackupError('pg_restore of backup "%s" into database "%s" failed (exit %d): %s%s'
+                          % (manifest['id'], work_db, returncode, _pgclient.first_error(stderr), _kept_note(plan)),
+                          stderr=stderr[-4000:], backup_id=manifest['id'])
+    return skipped, _verify(params, plan, work_db, selected, counted)
+
+
+def _verify(params, plan, work_db, selected, counted):
+    opts, manifest = plan['options'], plan['manifest']
+    verification = dict(checksums='passed' if opts.verify else 'skipped')
+    if not opts.verify:
+        verification.update(passed=True, row_counts='skipped')
+        return verification
+    problems = []
+    if manifest.get('row_counts_exact'):
+        counts = verify_counts(params, work_db, selected, jobs=max(opts.jobs, 2), counted=counted)
+        verification.update(counts)
+        if not counts['passed']:
+            problems.append(_describe_mismatch(counts))
+    else:
+        verification['row_counts'] = 'not in the manifest'
+    problems += _verify_extras(params, work_db, opts, manifest, verification)
+    verification['passed'] = not problems
+    if problems:
+        raise BackupError('restored database "%s" does not match backup "%s": %s%s'
+                          % (work_db, manifest['id'], '; '.join(problems), _kept_note(plan)),
+                          verification=verification)
+    return verification
+
+
+def _verify_extras(params, dbname, opts, manifest, verification):
+    """Sequences and large objects against the manifest; fills ``verification``, returns problems."""
+    partial = bool(opts.tables or opts.schemas)
+    want_seq = manifest.get('sequences') is not None
+    want_lo = manifest.get('large_objects') is not None and not partial
+    conn = connect(params, dbname=dbname, autocommit=True, application_name='dbdevops-verify') \
+        if want_seq or want_lo else None
+    problems = []
+    try:
+        if want_seq:
+            names = _selection.selected_sequences(opts, manifest)
+            with conn.cursor() as cur:
+                wrong = _sequence_mismatches(cur, names, manifest['sequences'])
+            verification['sequences'] = dict(checked=len(names), mismatches=wrong)
+            problems += ['sequence %s is at %s, behind the backup\'s %s' % (w['sequence'], w['actual'], w['expected'])
+                         for w in wrong[:10]]
+        else:
+            verification['sequences'] = NOT_IN_MANIFEST
+        if want_lo:
+            with conn.cursor() as cur:
+                actual = _catalog.large_object_digests(cur)
+            expected = manifest['large_objects']
+            wrong = [dict(oid=o, expected=expected.get(o), actual=actual.get(o))
+                     for o in sorted(set(expected) | set(actual), key=int) if expected.get(o) != actual.get(o)]
+            verification['large_objects'] = dict(checked=len(expected), mismatches=wrong)
+            problems += ['large object %s has md5 %s, backup had %s' % (w['oid'], w['actual'], w['expected'])
+                         for w in wrong[:10]]
+        else:
+            verification['large_objects'] = LO_SELECTION if partial else NOT_IN_MANIFEST
+    finally:
+        if conn is not None:
+            conn.close()
+    return problems
+
+
+def _sequence_mismatches(cur, names, recorded):
+    """Sequences of ``names`` behind their recorded value (or missing).
+
+    A sequence is not transactional: pg_dump may read it after the snapshot
+    the manifest's value was read in, so a restored value further along
+    (in the direction of its increment) is correct; one behind would hand out
+    numbers already used.
+    """
+    actual = _catalog.sequence_values(cur)
+    wrong = []
+    for name in names:
+        got, want = actual.get(name), list(recorded[name])
+        if got == want:
+            continue
+        if got is not None:
+            cur.execute('SELECT seqincrement FROM pg_sequence WHERE seqrelid = %s::regclass', (name,))
+            step = cur.fetchone()[0]
+            if _next_value(got, step) * (1 if step > 0 else -1) >= _next_value(want, step) * (1 if step > 0 else -1):
+                continue
+        wrong.append(dict(sequence=name, expected=want, actual=got))
+    return wrong
+
+
+def _next_value(value, step):
+    last_value, is_called = value
+    return int(last_value) + (step if is_called else 0)
+
+
+def _run_in_place(params, plan):
+    """Replace just the selection inside the (non-empty) target, in one transaction."""
+    opts, manifest, target = plan['options'], plan['manifest'], plan['target_db']
+    if opts.verify:
+        problems = _verify_files(plan['backup_path'], manifest)
+        if problems:
+            raise BackupError('backup "%s" failed verification, restore abandoned: %s; nothing was changed'
+                              % (manifest['id'], '; '.join(problems)), problems=problems)
+    entries, skipped = _selection.in_place_entries(opts, manifest, plan['tool'], plan['archive'],
+                                                   plan['existing_schemas'])
+    selected = _selection.selected_tables(opts, manifest)
+    exact = opts.verify and manifest.get('row_counts_exact')
+    sequences = _selection.selected_sequences(opts, manifest) if opts.verify else []
+    check = _selection.check_sql(selected if exact else [], sequences, manifest.get('sequences') or {})
+    work = dict(plan, psql=_pgclient.Tool('psql', plan['server_major'], opts.pg_bin_dir))
+    with _pgclient.LibpqEnv(params, dbname=target) as env:
+        returncode, stderr = _selection.replace_in_place(work, env, entries, check)
+    if returncode != 0 or _pgclient.error_lines(stderr):
+        raise BackupError(_selection.in_place_error(stderr, opts, target), stderr=stderr[-4000:],
+                          backup_id=manifest['id'])
+    rows = [r for _s, _n, r in selected if r is not None] if exact else []
+    verification = dict(checksums='passed' if opts.verify else 'skipped', passed=True,
+                        tables_checked=len(rows), rows_expected=sum(rows), counted_while_restoring=0,
+                        mismatches=[], errors=[], checked_before_commit=True)
+    if not exact:
+        verification['row_counts'] = 'skipped' if not opts.verify else 'not in the manifest'
+    verification['sequences'] = dict(checked=len(sequences), mismatches=[]) \
+        if manifest.get('sequences') is not None else NOT_IN_MANIFEST
+    verification['large_objects'] = LO_SELECTION
+    if opts.analyze:
+        _analyze(params, target, [(s, n) for s, n, _rows in selected])
+    return dict(skipped=skipped, verification=verification, terminated_sessions=[], scratch_db='')
+
+
+def _analyze(params, dbname, tables):
+    conn = connect(params, dbname=dbname, autocommit=True, application_name=_swap.APPLICATION)
+    try:
+        with conn.cursor() as cur:
+            if tables is None:
+                cur.execute('ANALYZE')
+            for schema, name in tables or []:
+                cur.execute(pgsql.SQL('ANALYZE {}.{}').format(pgsql.Identifier(schema), pgsql.Identifier(name)))
+    finally:
+        conn.close()
 
 
 def _read_toc(tool, archive):
@@ -635,17 +740,17 @@ def _read_toc(tool, archive):
                           % (archive, _pgclient.first_error(exc.details.get('stderr', ''))))
 
 
-def _restore_archive(plan, tool, work_db, env, counter, pool, list_path=None):
+def _restore_archive(plan, work_db, env, counter, pool, list_path=None):
     """pg_restore of the archive (or of the entries in ``list_path``), counting rows early."""
     if counter:
         counter.start(pool)
-    return _run_pg_restore(_pg_restore_args(plan, tool, work_db, use_list=list_path), env, counter)
+    return _run_pg_restore(_pg_restore_args(plan, work_db, use_list=list_path), env, counter)
 
 
-def _kept_note(plan, created):
+def _kept_note(plan):
     if plan['action'] == 'replace':
         return '; the original database "%s" is unchanged' % plan['target_db']
-    if created:
+    if plan['action'] in ('create', 'drill'):
         return '; the partly restored database was dropped'
     return '; database "%s" may hold a partial restore' % plan['target_db']
 
@@ -656,72 +761,26 @@ def _describe_mismatch(counts):
     return '; '.join(parts + counts['errors'][:5])
 
 
-def _swap(params, work_db, target, terminate):
-    conn = connect(params, autocommit=True, application_name='dbdevops-restore')
-    old = ('%s__old_%d' % (target, os.getpid()))[-63:]
-    try:
-        with conn.cursor() as cur:
-            sessions = _sessions(cur, target)
-            if sessions and not terminate:
-                raise BackupError(
-                    'database "%s" has %d active connection(s) (%s): the restored copy was '
-                    'discarded and the original is unchanged; close them or set '
-                    'terminate_connections: true' % (
-                        target, len(sessions),
-                        ', '.join('pid %s user %s app "%s"' % (s['pid'], s['user'], s['application_name'])
-                                  for s in sessions[:5])), sessions=sessions)
-            if sessions:
-                cur.execute(pgsql.SQL('ALTER DATABASE {} WITH ALLOW_CONNECTIONS false').format(
-                    pgsql.Identifier(target)))
-                cur.execute('SELECT pg_terminate_backend(pid) FROM pg_stat_activity '
-                            'WHERE datname = %s AND pid <> pg_backend_pid()', (target,))
-                for _attempt in range(50):
-                    if not _sessions(cur, target):
-                        break
-                    time.sleep(0.1)
-            cur.execute(pgsql.SQL('ALTER DATABASE {} RENAME TO {}').format(
-                pgsql.Identifier(target), pgsql.Identifier(old)))
-            try:
-                cur.execute(pgsql.SQL('ALTER DATABASE {} RENAME TO {}').format(
-                    pgsql.Identifier(work_db), pgsql.Identifier(target)))
-            except Exception:
-                cur.execute(pgsql.SQL('ALTER DATABASE {} RENAME TO {}').format(
-                    pgsql.Identifier(old), pgsql.Identifier(target)))
-                raise
-            if sessions:
-                cur.execute(pgsql.SQL('ALTER DATABASE {} WITH ALLOW_CONNECTIONS true').format(
-                    pgsql.Identifier(target)))
-            cur.execute(pgsql.SQL('DROP DATABASE {} WITH (FORCE)').format(pgsql.Identifier(old)))
-    finally:
-        conn.close()
-    return sessions
-
-
-def restore_drill(params, src, backup_id='latest', backup_db=None, jobs=1, pg_bin_dir=None):
-    """Restore into a scratch database, compare counts with the manifest, drop it.
+def restore_drill(params, src=None, backup_id='latest', backup_db=None, jobs=1, pg_bin_dir=None, work=None):
+    """Restore into a scratch database, compare with the manifest, drop it.
 
     Never raises for a failed drill: returns {passed, details, ...}.  Raises only
-    when the drill cannot start (no backup, cannot connect).
+    when the drill cannot start (no backup, cannot connect).  ``work``: a plan
+    from ``plan_restore`` of drill options (the engine passes its own).
     """
-    path, manifest = catalog.find_backup(src, backup_id, database=backup_db)
-    scratch = ('drill_%s_%d' % (_tools.safe_name(manifest['database']), os.getpid()))[:63]
-    opts = RestoreOptions(src=src, backup_id=manifest['id'], target_db=scratch, jobs=jobs,
-                          analyze=False, verify=True, pg_bin_dir=pg_bin_dir, no_owner=False)
+    if work is None:
+        opts = RestoreOptions(src=src, backup_id=backup_id, backup_db=backup_db, jobs=jobs, analyze=False,
+                              verify=True, pg_bin_dir=pg_bin_dir, drill=True)
+        work = plan_restore(params, opts)
     t0 = time.monotonic()
+    manifest = work['manifest']
+    dropped = _swap.drop_stale(work['admin'])
     try:
-        _drop_database(params, scratch)
-        plan = plan_restore(params, opts)
-        result = run_restore(params, plan)
-        passed = result['verification'].get('passed', False)
-        details = result['verification']
-        error = None
+        result = run_restore(params, dict(work, stale_dropped=dropped))
+        passed, details, error = result['verification'].get('passed', False), result['verification'], None
+        scratch = result['scratch_db']
     except (BackupError, _pgclient.ClientError) as exc:
-        passed, details, error, result = False, exc.details.get('verification') or {}, str(exc), None
-    finally:
-        try:
-            _drop_database(params, scratch)
-        except Exception:  # noqa: BLE001 - best effort; reported below
-            pass
+        passed, details, error, scratch = False, exc.details.get('verification') or {}, str(exc), ''
     return dict(passed=passed, backup_id=manifest['id'], database=manifest['database'],
-                scratch_db=scratch, verification=details, error=error,
+                scratch_db=scratch, verification=details, error=error, scratch_dropped=dropped,
                 duration_ms=_tools.monotonic_ms(t0))

@@ -10,9 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import binascii
-import os
-
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
@@ -42,27 +40,38 @@ def verify_rollback(params, options, keep_database=False, files=None):
     migration whose undo (or redo) does not give back the same schema.
     """
     files = files if files is not None else mfiles.discover(options.path, options.placeholders)
-    scratch = 'dbdevops_verify_%d_%s' % (os.getpid(), binascii.hexlify(os.urandom(4)).decode())
+    scratch = _catalog.scratch_name('verify', params.dbname)
     admin = connect(params, autocommit=True, application_name=APPLICATION)
     try:
-        with admin.cursor() as cur:
-            try:
-                cur.execute(pgsql.SQL('CREATE DATABASE {} TEMPLATE template0').format(
-                    pgsql.Identifier(scratch)))
-            except psycopg2.Error as exc:
-                raise MigrationError(
-                    'verify_rollback needs a scratch database and could not create one on %s: %s; '
-                    'grant CREATEDB to %s or turn verify_rollback off'
-                    % (params.where(), pg_error_text(exc), params.login_user))
-        try:
-            return _verify_on(params.replace(db=scratch), options, files, scratch)
-        finally:
-            if not keep_database:
-                with admin.cursor() as cur:
-                    cur.execute(pgsql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(
+        _catalog.drop_stale_scratch(admin)          # left by killed runs
+        # claimed before it exists and marked once it does: a killed run's copy is dropped by the next
+        with _catalog.ScratchClaim(lambda: connect(params, autocommit=True, application_name=APPLICATION),
+                                   scratch) as claim:
+            with admin.cursor() as cur:
+                try:
+                    cur.execute(pgsql.SQL('CREATE DATABASE {} TEMPLATE template0').format(
                         pgsql.Identifier(scratch)))
+                    claim.mark(cur)
+                except psycopg2.Error as exc:
+                    raise MigrationError(
+                        'verify_rollback needs a scratch database and could not create one on %s: %s; '
+                        'grant CREATEDB to %s or turn verify_rollback off'
+                        % (params.where(), pg_error_text(exc), params.login_user))
+            try:
+                return _verify_on(params.replace(db=scratch), options, files, scratch)
+            finally:
+                _keep_or_drop(admin, scratch, keep_database)
     finally:
         admin.close()
+
+
+def _keep_or_drop(admin, scratch, keep):
+    """Drop the scratch database, or keep it for a person to look at (no longer marked as scratch)."""
+    with admin.cursor() as cur:
+        if keep:
+            cur.execute(pgsql.SQL('COMMENT ON DATABASE {} IS NULL').format(pgsql.Identifier(scratch)))
+        else:
+            cur.execute(pgsql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(pgsql.Identifier(scratch)))
 
 
 def _verify_on(sparams, options, files, scratch):

@@ -112,3 +112,37 @@ def test_missing_program_is_a_clear_error(tmp_path):
         _pgclient.find_tool('pg_dump', bin_dir=str(tmp_path))
     with pytest.raises(_pgclient.ClientError, match='cannot run'):
         _pgclient.run([str(tmp_path / 'nothing-here')])
+
+
+def test_server_timeouts_are_off_for_client_programs(pg_factory):
+    """A database and role with tiny timeouts cannot cut a client program's session short."""
+    cluster = pg_factory()
+    cluster.create_database('tight')
+    conn = cluster.connect('postgres')
+    with conn.cursor() as cur:
+        for name in ('statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout',
+                     'lock_timeout'):
+            cur.execute('ALTER DATABASE tight SET %s = 5' % name)
+    conn.close()
+    params = ConnParams.from_params(cluster.conn_params(dbname='tight', password=True))
+    show = ("SELECT pg_sleep(0.1), current_setting('statement_timeout'), "
+            "current_setting('idle_in_transaction_session_timeout'), current_setting('lock_timeout'), "
+            "current_setting('idle_session_timeout')")
+    with _pgclient.LibpqEnv(params, server_major=15, base_env=dict(os.environ, PGOPTIONS='-c work_mem=8MB')) as env:
+        assert env.environ['PGOPTIONS'] == ('-c work_mem=8MB -c statement_timeout=0 -c '
+                                            'idle_in_transaction_session_timeout=0 -c lock_timeout=0 '
+                                            '-c idle_session_timeout=0')
+        done = _psql(cluster, show + ", current_setting('work_mem')", env)
+    assert done.ok, done.stderr
+    assert done.stdout.strip() == '|0|0|0|0|8MB'
+    # without the server's version, idle_session_timeout (14+) is left out; the rest is off
+    with _pgclient.LibpqEnv(params) as env:
+        assert 'idle_session_timeout' not in env.environ['PGOPTIONS']
+        done = _psql(cluster, show, env)
+    assert done.ok, done.stderr
+    assert done.stdout.strip().startswith('|0|0|0|')
+    # a program that must keep them can say so
+    with _pgclient.LibpqEnv(params, timeouts=False, base_env={}) as env:
+        assert 'PGOPTIONS' not in env.environ
+        done = _psql(cluster, 'SELECT pg_sleep(0.1)', env)
+    assert not done.ok and 'statement timeout' in done.why()

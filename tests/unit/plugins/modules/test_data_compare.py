@@ -84,3 +84,26 @@ def test_libpq_environment_fills_unset_top_level_options(two_dbs, monkeypatch):
     # an option given wins over the environment
     given = run_module(data_compare, dict(login_port=free_port(), src=dict(), dst=dict(db=copy)))
     assert given['failed'] and 'reading the source' in given['msg']
+
+
+def test_sequences_columns_and_nothing_to_compare_through_the_module(two_dbs):
+    pg, db, copy = two_dbs
+    for name in (db, copy):
+        pg.sql('CREATE SEQUENCE sales.counter', dbname=name)
+    pg.sql("SELECT nextval('sales.counter'); ALTER TABLE public.\"My.Table\" ALTER COLUMN k TYPE varchar(5)",
+           dbname=copy)
+    args = dict(pg.conn_params(), src=dict(db=db), dst=dict(db=copy))
+    failed = run_module(data_compare, dict(args, fail_on_difference=True))
+    assert failed['failed'] is True
+    assert failed['msg'] == ('the databases differ in 1 table(s), 1 sequence(s): "public"."My.Table" (columns differ), '
+                             'sequence "sales"."counter" (value differs)')
+    assert failed['differences'][0]['columns'] == dict(only_in_source=[], only_in_destination=[],
+                                                       types_differ={'k': ['text', 'character varying(5)']})
+    assert failed['sequences']['"sales"."counter"']['src_is_called'] is False
+    assert failed['sequences_compared'] == 1 and failed['large_objects']['src_count'] == 0
+    only_orders = run_module(data_compare, dict(args, tables=['sales.orders'], fail_on_difference=True))
+    assert not only_orders['failed'] and only_orders['sequences_compared'] == 0
+    nothing = run_module(data_compare, dict(args, schemas=['nosuch']))
+    assert nothing['failed'] is True and 'equal' not in nothing
+    assert nothing['msg'].startswith("nothing to compare: no table, sequence or large object matches schemas "
+                                     "['nosuch'] on either side")
