@@ -36,6 +36,13 @@ description:
     separate idle connection; the others wait up to O(lock_wait) seconds and then
     find nothing pending.
   - Safety lint of the planned files (needs C(pglast)) is reported as warnings.
+  - The run checks that it still holds its lock before each statement of a non-transactional
+    file and inside each migration's transaction before its C(COMMIT); a lost lock (its
+    session terminated) stops the run with nothing further applied.
+  - Each file starts from a clean session (C(RESET ALL), then the module's own settings), so
+    a C(SET search_path) in one file does not carry over into the next.
+  - A O(target) that no file nor the history has is refused naming the nearest versions;
+    C(target=0) (or a target below the first version) undoes everything.
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
@@ -69,6 +76,16 @@ options:
   placeholders:
     description:
       - Values for C(${name}) placeholders in the files. They are part of the checksum.
+    type: dict
+    default: {}
+  secret_placeholders:
+    description:
+      - Values for C(${name}) placeholders that are secrets (passwords, tokens). They are
+        substituted in what runs, as written (put quotes around them in the file), but
+        shown as C(********) everywhere else - C(plan), C(queries), C(diff), error
+        messages and the history table - and they are not part of the checksum, so a new
+        value is not a changed file. A name given in both wins here.
+      - The server may still log the statements (C(log_statement)); keep that in mind.
     type: dict
     default: {}
   lock_timeout:
@@ -112,6 +129,9 @@ options:
     description:
       - Mark an existing database, with no applied migrations, as being at this version;
         versions up to it are never run.
+      - A database that has objects but no history table (a dropped history, or a misspelled
+        O(history_schema) / O(history_table)) is refused unless this is set, so that nothing
+        runs twice; C(0) applies every migration on top of what is there.
     type: str
   repair:
     description:
@@ -133,6 +153,9 @@ options:
     description:
       - Before running a non-transactional file, drop INVALID indexes it builds with
         C(CREATE INDEX CONCURRENTLY) (left by an earlier failed build).
+      - Without it, a statement of a non-transactional file after which an index it builds
+        is INVALID (for example C(CREATE INDEX CONCURRENTLY IF NOT EXISTS) skipping the
+        half-built index of an earlier attempt) fails the migration, naming the index.
     type: bool
     default: false
   verify_rollback:

@@ -44,6 +44,12 @@ options:
         (they are part of the checksums).
     type: dict
     default: {}
+  secret_placeholders:
+    description:
+      - The O(dbdevops.postgresql.migrate#module:secret_placeholders) given to
+        M(dbdevops.postgresql.migrate); their values are masked in the result.
+    type: dict
+    default: {}
   history_schema:
     description:
       - Schema of the history table.
@@ -139,11 +145,26 @@ baseline:
   type: str
   sample: null
 drift:
-  description: Live schema against the fingerprint recorded by the last run.
+  description:
+    - Live schema against the fingerprint recorded by the last run.
+    - When the last run did not finish (killed half way), what it applied is covered by no
+      fingerprint; then C(checked) is false, C(unfinished) lists its scripts and the next
+      M(dbdevops.postgresql.migrate) run records the fingerprint again.
   returned: always
   type: dict
   sample: {checked: true, drifted: true, since_version: "3",
            summary: ["+ index public.users_name_idx (CREATE INDEX ...)"], differences: []}
+invalid_indexes:
+  description:
+    - INVALID indexes of the database (left by a C(CREATE INDEX CONCURRENTLY) or
+      C(REINDEX CONCURRENTLY) that failed), with their table and definition; builds in
+      progress are not listed. Each is a problem to fix (M(dbdevops.postgresql.migrate) with
+      O(dbdevops.postgresql.migrate#module:drop_invalid_indexes) drops those its files build).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{index: public.users_email_key, table: public.users,
+            definition: "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email)"}]
 history_exists:
   description: Whether the history table exists.
   returned: always

@@ -22,7 +22,7 @@ import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lock
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
@@ -30,9 +30,10 @@ from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.execut
     Executor, actor, session_settings)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.history import (
     HistoryTable, row_summary)
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.planner import build_plan
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.planner import (
+    all_invalid_indexes, build_plan)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
-    MigrationError, vt)
+    MigrationError, open_connection, vt)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.verify import (
     describe_verify_failure, verify_rollback)
 
@@ -41,6 +42,28 @@ def make_diff(before_version, after_version, sql):
     return dict(before_header='version', after_header='version',
                 before='version: %s\n' % (before_version or 'none'),
                 after='version: %s\n%s' % (after_version or 'none', sql))
+
+
+def _masking(method):
+    """Run an engine method with every secret placeholder value masked in what it returns or raises."""
+    def wrapper(self, *args):
+        try:
+            out = method(self, *args)
+        except DbDevopsError as exc:
+            masker = self.masker()
+            if not masker:
+                raise
+            raise exc.__class__(masker.text(str(exc)), **masker.value(exc.details))
+        masker = self.masker()
+        if not masker:
+            return out
+        if isinstance(out, Plan):
+            return Plan(out.changed, masker.value(out.values), diff=masker.value(out.diff),
+                        warnings=masker.value(out.warnings), work=out.work)
+        return masker.value(out)
+    wrapper.__doc__ = method.__doc__
+    wrapper.__name__ = method.__name__
+    return wrapper
 
 
 class MigrateEngine(object):
@@ -55,16 +78,24 @@ class MigrateEngine(object):
 
     def files(self):
         if self._files is None:
-            self._files = mfiles.discover(self.opts.path, self.opts.placeholders)
+            self._files = mfiles.discover(self.opts.path, self.opts.placeholders,
+                                          self.opts.secret_placeholders)
         return self._files
 
+    def masker(self):
+        return mfiles.Masker(self.opts.secret_placeholders)
+
+    @_masking
     def plan(self):
         """What a run would do against the database as it is now; creates nothing."""
-        report = self._verify_rollback()
         self.files()        # a bad folder fails before anything touches the database
-        conn = connect(self.params, autocommit=True, application_name='dbdevops-migrate')
+        report = self._verify_rollback()
+        conn = open_connection(self.params, application_name='dbdevops-migrate')
         try:
+            session_settings(conn, self.opts)       # a bad timeout value fails here, in check mode too
             history, exists = self.history.read(conn)
+            if not exists and self.opts.baseline_version is None:
+                self.history.refuse_lost_history(conn)
             migration = build_plan(history, self.files(), self.opts, catalog_conn=conn)
         finally:
             conn.close()
@@ -75,22 +106,24 @@ class MigrateEngine(object):
                     diff=self._diff(migration, migration.target_version),
                     work=dict(migration=migration, rows=history.rows, verify_rollback=report))
 
+    @_masking
     def apply(self, plan):
         """Take the lock, plan again unless the history moved meanwhile, apply; a result dict."""
-        lock_conn = connect(self.params, autocommit=True, application_name='dbdevops-migrate-lock')
+        lock_conn = lock.connect_lock_session(self.params)
         try:
             waited = lock.acquire(lock_conn, self.opts.history_schema, self.opts.history_table,
                                   self.opts.lock_wait, self.sleep)
-            conn = connect(self.params, autocommit=True, application_name='dbdevops-migrate')
+            guard = lock.LockGuard(lock_conn, self.opts.history_schema, self.opts.history_table)
+            conn = open_connection(self.params, application_name='dbdevops-migrate')
             try:
                 session_settings(conn, self.opts)
-                created = self.history.ensure(conn)
-                history = self.history.read(conn)[0]
+                history, created = self._history_under_lock(conn)
                 migration = plan.work.get('migration')
                 if migration is None or history.rows != plan.work.get('rows'):
                     migration = build_plan(history, self.files(), self.opts, catalog_conn=conn)
+                self._finish_killed_run(conn, history, migration)
                 executor = Executor(conn, self.opts, self.history, actor(self.params, self.opts),
-                                    self.sleep)
+                                    self.sleep, guard=guard)
                 applied = executor.run(migration)
                 if applied:
                     history = self.history.read(conn)[0]
@@ -106,11 +139,32 @@ class MigrateEngine(object):
         return finish(values, changed=bool(applied), warnings=migration.warnings,
                       diff=self._diff(migration, current) if applied else None)
 
+    def _history_under_lock(self, conn):
+        """(History, created): the history read under the lock; a lost history refused first."""
+        history, exists = self.history.read(conn)
+        if exists:
+            return history, False
+        if self.opts.baseline_version is None:
+            self.history.refuse_lost_history(conn)
+        self.history.ensure(conn)
+        return self.history.read(conn)[0], True
+
+    def _finish_killed_run(self, conn, history, migration):
+        """A run killed half way stored no fingerprint: record the live schema's on its last row."""
+        unfinished = history.unfinished()
+        if not unfinished or not self.opts.record_fingerprint:
+            return
+        self.history.store_fingerprint(conn, unfinished[-1]['installed_rank'])
+        migration.warnings.append(
+            'the run that applied %s did not finish (killed?): the schema fingerprint of version %s '
+            'was recorded from the live schema now' % (', '.join(r['script'] for r in unfinished),
+                                                       unfinished[-1]['version'] or unfinished[-1]['script']))
+
     def _verify_rollback(self):
         """The verified-rollback report when the option is on (it does not touch the database)."""
         if not self.opts.verify_rollback:
             return None
-        report = verify_rollback(self.params, self.opts)
+        report = verify_rollback(self.params, self.opts, files=self.files())
         if not report['verified']:
             raise MigrationError(describe_verify_failure(report) + '; nothing was applied',
                                  verify_rollback=report)
@@ -142,14 +196,19 @@ class MigrationInfoEngine(object):
         self.opts = options
         self.history = HistoryTable(options.history_schema, options.history_table)
 
+    def masker(self):
+        return mfiles.Masker(self.opts.secret_placeholders)
+
+    @_masking
     def plan(self):
-        files = mfiles.discover(self.opts.path, self.opts.placeholders)
-        conn = connect(self.params, autocommit=True, application_name='dbdevops-migration-info')
+        files = mfiles.discover(self.opts.path, self.opts.placeholders, self.opts.secret_placeholders)
+        conn = open_connection(self.params, application_name='dbdevops-migration-info')
         try:
             history, exists = self.history.read(conn)
             info = self._state(history, files)
             info['history_exists'] = exists
             info['drift'] = self._drift(conn, history)
+            info['invalid_indexes'] = all_invalid_indexes(conn)
         finally:
             conn.close()
         drift = info['drift']
@@ -184,7 +243,15 @@ class MigrationInfoEngine(object):
         """The live schema against the fingerprint of the last run."""
         fp_row = history.last_fingerprint()
         if fp_row is None:
-            return dict(checked=False, drifted=False, differences=[], since_version=None)
+            return dict(checked=False, drifted=False, differences=[], summary=[], since_version=None)
+        unfinished = history.unfinished()
+        if unfinished:
+            # what the killed run applied is in the live schema but in no fingerprint
+            return dict(checked=False, drifted=False, differences=[], since_version=fp_row['version'],
+                        summary=['not checked: the run that applied %s did not finish, so no fingerprint '
+                                 'covers them; the next migrate run records one'
+                                 % ', '.join(r['script'] for r in unfinished)],
+                        unfinished=[r['script'] for r in unfinished])
         live = fpmod.take(conn, exclude_tables=[(self.history.schema, self.history.name)])
         diffs = fpmod.compare(self.history.fingerprint_of(conn, fp_row['installed_rank']), live)
         return dict(checked=True, drifted=bool(diffs), differences=diffs,

@@ -105,23 +105,74 @@ def substitute(text, placeholders, filename):
     return _PLACEHOLDER.sub(repl, text)
 
 
+MASK = '********'
+
+
+class Masker(object):
+    """Hides the values of secret placeholders in whatever is shown (plan, errors, history)."""
+
+    def __init__(self, secrets=None):
+        values = set()
+        for value in (secrets or {}).values():
+            if isinstance(value, bool):
+                value = 'true' if value else 'false'
+            value = '%s' % (value,) if value is not None else ''
+            if value:
+                values.add(value)
+        # the longest first, so a secret containing another is hidden whole
+        self.values = sorted(values, key=len, reverse=True)
+
+    def __bool__(self):
+        return bool(self.values)
+
+    def text(self, text):
+        if not self.values or not isinstance(text, str):
+            return text
+        for value in self.values:
+            text = text.replace(value, MASK)
+        return text
+
+    def value(self, obj):
+        """``obj`` (dicts, lists, strings) with every secret replaced by the mask."""
+        if not self.values:
+            return obj
+        if isinstance(obj, str):
+            return self.text(obj)
+        if isinstance(obj, dict):
+            return dict((k, self.value(v)) for k, v in obj.items())
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(self.value(v) for v in obj)
+        return obj
+
+
 class MigrationFile(object):
     """One file of the folder, read and prepared (placeholders applied)."""
 
-    def __init__(self, kind, version, description, path, text):
+    def __init__(self, kind, version, description, path, text, shown=None):
         self.kind = kind
         self.key = version_key(version) if version is not None else None
         self.version = version_text(self.key) if self.key is not None else None
         self.description = description
         self.path = path
         self.script = os.path.basename(path)
-        self.sql = text
-        self.checksum = checksum(text)
-        self.directives = _directives(text, self.script)
+        self.sql = text                   # what runs (secret placeholders substituted)
+        self.shown = text if shown is None else shown   # what is shown: secrets masked
+        self.checksum = checksum(self.shown)            # a new secret value is not a new file
+        self.directives = _directives(self.shown, self.script)
         self.transactional = self.directives.get('transaction', 'on') != 'off'
         self.lint_ignore = set(r.strip() for r in self.directives.get('lint-ignore', '').split(',')
                                if r.strip())
         self._statements = None
+        self._changes_session = None
+
+    @property
+    def changes_session(self):
+        """Whether a statement may leave settings in the session (``SET``, ``set_config``, a ``DO``
+        or ``SELECT`` that may call it, ...): the next file then starts with a reset."""
+        if self._changes_session is None:
+            self._changes_session = any(not _SESSION_SAFE.match(s.text) or 'set_config' in s.text.lower()
+                                        for s in self.statements)
+        return self._changes_session
 
     @property
     def statements(self):
@@ -140,6 +191,12 @@ class MigrationFile(object):
     def __repr__(self):
         return 'MigrationFile(%s %s)' % (self.kind, self.script)
 
+
+# statements that leave no setting behind in the session (a SET inside CREATE FUNCTION is the
+# function's own); anything else, and any text calling set_config, may
+_SESSION_SAFE = re.compile(r'(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE|MERGE|COMMENT|GRANT|REVOKE|TRUNCATE|'
+                           r'REFRESH|REINDEX|VACUUM|ANALYZE|CLUSTER|LOCK|SAVEPOINT|RELEASE|ROLLBACK\s+TO|'
+                           r'SECURITY\s+LABEL|IMPORT)\b', re.I)
 
 _TX_CONTROL = re.compile(r'(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|PREPARE\s+TRANSACTION)\b'
                          r'(?!\s+(?:TO\b|PREPARED\b))', re.I)
@@ -203,8 +260,9 @@ def classify(name):
 class MigrationSet(object):
     """All files of a folder: versioned and undo by version key, repeatables by description."""
 
-    def __init__(self, path, versioned, undo, repeatable, warnings):
+    def __init__(self, path, versioned, undo, repeatable, warnings, masker=None):
         self.path = path
+        self.masker = masker or Masker()
         self.versioned = versioned        # key -> MigrationFile
         self.undo = undo                  # key -> MigrationFile
         self.repeatable = repeatable      # description -> MigrationFile
@@ -236,9 +294,18 @@ def _read(path):
         os.close(fd)
 
 
-def discover(path, placeholders=None):
-    """Read every migration file of ``path`` (not recursive); errors name the files."""
+def discover(path, placeholders=None, secrets=None, expand=True):
+    """Read every migration file of ``path`` (not recursive); errors name the files.
+
+    ``secrets`` are placeholders whose values run but are never shown: the
+    file's ``shown`` text and its checksum have ``********`` in their place.
+    ``expand=False`` leaves ``${name}`` as written (for listing versions, as
+    migration_new does, where no placeholder values are known).
+    """
     placeholders = dict(placeholders or {})
+    secrets = dict(secrets or {})
+    masked = dict(placeholders, **dict((k, MASK) for k in secrets))
+    placeholders.update(secrets)
     if not path:
         raise MigrationFilesError('path is empty: give the folder holding the migration files')
     if not os.path.isdir(path):
@@ -278,6 +345,10 @@ def discover(path, placeholders=None):
         except UnicodeDecodeError as exc:
             unreadable.append('%s (not UTF-8 at byte %d)' % (name, exc.start))
             continue
+        if '\x00' in text:
+            unreadable.append('%s (contains a NUL byte at line %d)'
+                              % (name, text.count('\n', 0, text.index('\x00')) + 1))
+            continue
         entries.append((parsed, full, text))
     problems = []
     if misnamed:
@@ -293,8 +364,9 @@ def discover(path, placeholders=None):
     versioned, undo, repeatable = {}, {}, {}
     duplicates = []
     for (kind, version, description), full, text in entries:
-        text = substitute(text, placeholders, os.path.basename(full))
-        mfile = MigrationFile(kind, version, description, full, text)
+        shown = substitute(text, masked, os.path.basename(full)) if secrets and expand else None
+        text = substitute(text, placeholders, os.path.basename(full)) if expand else text
+        mfile = MigrationFile(kind, version, description, full, text, shown)
         bucket, key = ((versioned, mfile.key) if kind == KIND_VERSIONED else
                        (undo, mfile.key) if kind == KIND_UNDO else
                        (repeatable, description))
@@ -308,4 +380,4 @@ def discover(path, placeholders=None):
                                   % (path, '; '.join(duplicates)), path=path, duplicates=duplicates)
     warnings = ['%s undoes version %s, which has no versioned file' % (u.script, u.version)
                 for k, u in sorted(undo.items()) if k not in versioned]
-    return MigrationSet(path, versioned, undo, repeatable, warnings)
+    return MigrationSet(path, versioned, undo, repeatable, warnings, Masker(secrets))

@@ -17,6 +17,8 @@ __metaclass__ = type
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
+    MigrationError, pg_error_text)
 
 try:
     import psycopg2
@@ -27,6 +29,43 @@ except ImportError:  # pragma: no cover - connection.require_psycopg2 explains i
 
 COLUMNS = ('installed_rank', 'version', 'description', 'type', 'script', 'checksum',
            'applied_at', 'applied_by', 'execution_time_ms', 'success', 'error_message')
+KINDS = ('versioned', 'undo', 'repeatable', 'baseline', 'repair')
+_VERSIONED_KINDS = ('versioned', 'undo', 'baseline', 'repair')
+
+# What a database holds besides extensions' objects: relations, functions, types.
+_USER_OBJECTS_SQL = """
+SELECT kind, name FROM (
+  SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'S' THEN 'sequence'
+              WHEN 'f' THEN 'foreign table' ELSE 'table' END AS kind,
+         quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name,
+         CASE WHEN c.relkind IN ('r', 'p') THEN 0 ELSE 1 END AS rank
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND {user_ns}
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_class'::regclass
+                     AND d.objid = c.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT 'function', quote_ident(n.nspname) || '.' || quote_ident(p.proname), 2
+    FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+   WHERE {user_ns} AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                     WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e')
+  UNION ALL
+  SELECT 'type', quote_ident(n.nspname) || '.' || quote_ident(t.typname), 3
+    FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace
+   WHERE t.typtype IN ('e', 'd', 'r', 'm') AND {user_ns}
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = 'pg_type'::regclass
+                     AND d.objid = t.oid AND d.deptype = 'e')
+) o ORDER BY rank, name
+""".format(user_ns="n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_(toast|temp)'")
+
+# tables shaped like a history table (where a moved or misnamed history may be)
+_HISTORY_LIKE_SQL = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
+  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND (SELECT count(*) FROM pg_catalog.pg_attribute a
+        WHERE a.attrelid = c.oid AND NOT a.attisdropped
+          AND a.attname IN ('installed_rank', 'version', 'script', 'checksum', 'success')) = 5
+ ORDER BY 1
+"""
 
 _CREATE = (
     'CREATE TABLE IF NOT EXISTS {} ('
@@ -47,8 +86,10 @@ _CREATE = (
 class History(object):
     """The rows of the history table, folded into the current state."""
 
-    def __init__(self, rows):
+    def __init__(self, rows, where='the history table'):
         self.rows = rows
+        for row in rows:
+            _check_row(row, where)
         self.applied = {}          # key -> row dict (latest successful versioned/repair)
         self.baseline = None       # key
         self.repeatables = {}      # description -> checksum
@@ -112,6 +153,18 @@ class History(object):
                 return row
         return None
 
+    def unfinished(self):
+        """Successful rows after the last fingerprint: what a run that never finished applied.
+
+        A run records the fingerprint on its last successful row when it ends (also when it
+        fails); a run killed half way records none, so the fingerprint before it is stale.
+        """
+        last = self.last_fingerprint()
+        if last is None:
+            return []
+        return [r for r in self.rows if r['success'] and r['installed_rank'] > last['installed_rank']
+                and r['type'] != 'repair']
+
     def check_files(self, files):
         """The one checksum validation: (mismatches, missing scripts) of the applied versions."""
         mismatches, missing = [], []
@@ -123,6 +176,32 @@ class History(object):
                 mismatches.append(dict(version=mfile.version, script=mfile.script,
                                        applied_checksum=row['checksum'], file_checksum=mfile.checksum))
         return mismatches, missing
+
+
+def _check_row(row, where):
+    """A row the history can be folded from, else a MigrationError naming row and column."""
+    problem = None
+    if row['installed_rank'] is None:
+        problem = 'installed_rank is NULL'
+    else:
+        for column in ('type', 'script', 'success'):
+            if row[column] is None:
+                problem = '%s is NULL' % column
+                break
+    if problem is None and row['type'] not in KINDS:
+        problem = 'type "%s" is not one of %s' % (row['type'], ', '.join(KINDS))
+    if problem is None and row['type'] in _VERSIONED_KINDS and row['version'] is None:
+        problem = 'version is NULL'
+    elif problem is None and row['version'] is not None and not mfiles.is_version(row['version']):
+        problem = 'version "%s" is not a version' % row['version']
+    elif problem is None and row['type'] == 'repeatable' and row['description'] is None:
+        problem = 'description is NULL'
+    if problem is not None:
+        raise MigrationError(
+            '%s row installed_rank %s: %s; the history table was changed by hand, and it decides '
+            'what runs: fix or delete that row (script %s); nothing was applied'
+            % (where, row['installed_rank'], problem, row.get('script')),
+            history_row=row_summary(row))
 
 
 def row_summary(row):
@@ -139,6 +218,7 @@ class HistoryTable(object):
         self.schema = schema
         self.name = name
         self.ident = pgsql.Identifier(schema, name) if pgsql else None
+        self.where = '%s.%s' % (schema, name)
         self._insert = None
         self._record_head = None
 
@@ -154,25 +234,85 @@ class HistoryTable(object):
             # the fingerprints (large JSON, one per run) are not read here: only whether a row
             # has one; fingerprint_of() fetches the one drift detection needs
             # applied_at as text: reported as text anyway, and parsing 2000 timestamps is slow
-            cur.execute(pgsql.SQL('SELECT {}, fingerprint IS NOT NULL FROM {} ORDER BY installed_rank').format(
-                pgsql.SQL(', ').join(pgsql.SQL('{}::text').format(pgsql.Identifier(c)) if c == 'applied_at'
-                                     else pgsql.Identifier(c) for c in COLUMNS), self.ident))
+            try:
+                cur.execute(pgsql.SQL('SELECT {}, fingerprint IS NOT NULL FROM {} ORDER BY installed_rank').format(
+                    pgsql.SQL(', ').join(pgsql.SQL('{}::text').format(pgsql.Identifier(c)) if c == 'applied_at'
+                                         else pgsql.Identifier(c) for c in COLUMNS), self.ident))
+            except psycopg2.Error as exc:
+                self._unreadable(conn, exc)
             rows = []
             for r in cur.fetchall():
                 row = dict(zip(COLUMNS, r))
                 row['has_fingerprint'] = r[-1]
                 rows.append(row)
-        return History(rows), True
+        return History(rows, self.where), True
+
+    def _unreadable(self, conn, exc):
+        """Raise the MigrationError of a history table the SELECT failed on (missing columns...)."""
+        if conn.status != psycopg2.extensions.STATUS_READY:
+            conn.rollback()
+        with conn.cursor() as cur:
+            cur.execute('SELECT attname FROM pg_catalog.pg_attribute WHERE attrelid = to_regclass(%s) '
+                        'AND attnum > 0 AND NOT attisdropped', (_catalog.qualified(self.schema, self.name),))
+            present = set(r[0] for r in cur.fetchall())
+        missing = [c for c in COLUMNS + ('fingerprint',) if c not in present]
+        if missing:
+            raise MigrationError(
+                'history table %s has no column %s: it was altered by hand or is not a history table '
+                'of this collection; restore the column%s, or point history_schema/history_table at '
+                'the right table; nothing was applied'
+                % (self.where, ', '.join(missing), 's' if len(missing) > 1 else ''), missing_columns=missing)
+        raise MigrationError('cannot read history table %s: %s; nothing was applied'
+                             % (self.where, pg_error_text(exc)))
+
+    def refuse_lost_history(self, conn):
+        """Raise when the database has objects but no history table (a lost or misnamed history)."""
+        with conn.cursor() as cur:
+            cur.execute(_USER_OBJECTS_SQL)
+            found = cur.fetchall()
+            if not found:
+                return
+            cur.execute(_HISTORY_LIKE_SQL)
+            elsewhere = [r[0] for r in cur.fetchall()]
+        shown = ', '.join('%s %s' % (kind, name) for kind, name in found[:8])
+        if len(found) > 8:
+            shown += ', ... (%d objects in all)' % len(found)
+        hint = ('a history table exists at %s: set history_schema and history_table to it'
+                % ' and '.join(elsewhere) if elsewhere else
+                'if the history is kept elsewhere, check history_schema and history_table')
+        raise MigrationError(
+            'no history table %s, but the database is not empty: %s. Running now would apply every '
+            'migration again on top of it. %s; if this database already is at some version, set '
+            'baseline_version to it (baseline_version: 0 applies every migration on top of what is '
+            'there); nothing was applied' % (self.where, shown, hint),
+            objects_found=['%s %s' % f for f in found[:50]], history_tables_found=elsewhere)
 
     def ensure(self, conn):
         """Create the schema and table when missing; True when this created the table."""
         with conn.cursor() as cur:
             if self.exists(cur):
                 return False
-            cur.execute(pgsql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(pgsql.Identifier(self.schema)))
-            cur.execute(pgsql.SQL(_CREATE).format(self.ident))
-            cur.execute(pgsql.SQL('CREATE INDEX IF NOT EXISTS {} ON {} (version)').format(
-                pgsql.Identifier(self.name + '_version_idx'), self.ident))
+            cur.execute('SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s', (self.schema,))
+            create_schema = cur.fetchone() is None
+            try:
+                cur.execute('BEGIN')
+                if create_schema:
+                    cur.execute(pgsql.SQL('CREATE SCHEMA IF NOT EXISTS {}').format(pgsql.Identifier(self.schema)))
+                cur.execute(pgsql.SQL(_CREATE).format(self.ident))
+                cur.execute(pgsql.SQL('CREATE INDEX IF NOT EXISTS {} ON {} (version)').format(
+                    pgsql.Identifier(self.name + '_version_idx'), self.ident))
+                cur.execute('COMMIT')
+            except psycopg2.Error as exc:
+                cur.execute('ROLLBACK')
+                cur.execute('SELECT current_user, current_database()')
+                user, dbname = cur.fetchone()
+                grant = ('GRANT CREATE ON DATABASE %s TO %s' % (_catalog.quote_ident(dbname), _catalog.quote_ident(user))
+                         if create_schema else
+                         'GRANT CREATE ON SCHEMA %s TO %s' % (_catalog.quote_ident(self.schema), _catalog.quote_ident(user)))
+                raise MigrationError(
+                    'cannot create the history table %s as role %s: %s; %s, or set history_schema '
+                    'to a schema that role may create tables in; nothing was applied'
+                    % (self.where, user, pg_error_text(exc), grant), sqlstate=getattr(exc, 'pgcode', None))
         return True
 
     def fingerprint_of(self, conn, rank):

@@ -32,6 +32,17 @@ except ImportError:  # pragma: no cover - depends on the host
 
 SKIPPED_MESSAGE = 'lint skipped: pglast not installed (Debian: apt-get install python3-pglast)'
 
+
+def parser_major():
+    """The PostgreSQL major version whose grammar pglast carries (None without pglast)."""
+    if not HAS_PGLAST:
+        return None
+    try:
+        return int(_pglast_parser.get_postgresql_version()[0])
+    except Exception:  # noqa: BLE001 - an old pglast without the function
+        return None
+
+
 VOLATILE_FUNCTIONS = frozenset((
     'random', 'gen_random_uuid', 'uuid_generate_v1', 'uuid_generate_v1mc', 'uuid_generate_v4',
     'clock_timestamp', 'timeofday', 'nextval', 'txid_current', 'setseed', 'random_normal',

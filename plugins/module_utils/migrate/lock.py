@@ -15,11 +15,12 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import os
 import struct
 import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
-    MigrationError, sqlstate)
+    MigrationError, open_connection, sqlstate)
 
 try:
     import psycopg2
@@ -28,17 +29,88 @@ except ImportError:  # pragma: no cover - connection.require_psycopg2 explains i
 
 LOCK_NOT_AVAILABLE = '55P03'
 
+# the error a migration's transaction raises before its COMMIT when the run lock is gone
+LOCK_LOST_TEXT = 'dbdevops: migration lock lost'
+
+# the run's advisory lock held by backend {0} ({1} classid, {2} objid); a pid is one backend
+# of one database, so the database needs no test
+_LOCK_ROW = ("pg_catalog.pg_locks l WHERE l.pid = {0} AND l.locktype = 'advisory' "
+             "AND l.classid = {1}::bigint::oid AND l.objid = {2}::bigint::oid AND l.objsubid = 1 "
+             "AND l.granted")
+
+# in the order the message prints them: pid, application, user, from, connected
 _HOLDER_SQL = (
-    "SELECT a.pid, a.application_name, a.client_addr::text, a.backend_start::text, a.usename "
-    "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' "
-    "AND l.granted AND l.objsubid = 1 AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid "
-    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())")
+    "SELECT a.pid, a.application_name, a.usename, coalesce(a.client_addr::text, 'local socket'), "
+    "a.backend_start::text FROM pg_catalog.pg_stat_activity a WHERE a.pid = (SELECT l.pid FROM "
+    + _LOCK_ROW.format('l.pid', '%s', '%s') + " LIMIT 1)")
+
+# keepalives on the lock session: a dead network path ends it (and frees the lock) in about a
+# minute instead of hours; connect_params given by the user win
+LOCK_KEEPALIVES = dict(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
 
 
 def lock_key(schema, table):
     """The advisory lock key of the history table ``schema.table``."""
     digest = hashlib.sha256(('dbdevops.migrate:%s.%s' % (schema, table)).encode('utf-8')).digest()
     return struct.unpack('>q', digest[:8])[0]
+
+
+def _halves(key):
+    return (key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF
+
+
+def connect_lock_session(params):
+    """The idle session that holds the run lock: timeouts off (``connect``), keepalives on."""
+    keepalives = dict(LOCK_KEEPALIVES)
+    keepalives.update(params.connect_params)
+    return open_connection(params.replace(connect_params=keepalives),
+                           application_name='dbdevops-migrate-lock', autocommit=True)
+
+
+class LockGuard(object):
+    """Tells whether the run lock taken on ``lock_conn`` is still held.
+
+    ``check()`` asks through the lock session itself (``pg_locks``: our advisory
+    lock on its pid; a dead session is a lost lock).  ``commit_check_sql`` goes
+    inside a migration's transaction, before its COMMIT, and fails
+    (``is_lock_lost``) when the lock session is gone, so that transaction cannot
+    commit.  It must cost next to nothing (it runs once per migration: reading
+    pg_locks there cost 0.5 ms, a fresh pg_stat_activity 0.4 ms), so the lock
+    session also holds a second advisory lock whose key is random to this run:
+    while that session lives nobody can take it, and the moment it ends
+    ``pg_try_advisory_xact_lock_shared`` of it succeeds.  A plain SELECT (a DO
+    block costs three times as much), failing on a cast of a text.
+    """
+
+    def __init__(self, lock_conn, schema, table):
+        self.conn = lock_conn
+        self.where = '%s.%s' % (schema, table)
+        classid, objid = _halves(lock_key(schema, table))
+        self.pid = lock_conn.get_backend_pid()
+        self._held_sql = 'SELECT EXISTS (SELECT 1 FROM %s)' % _LOCK_ROW.format(
+            'pg_catalog.pg_backend_pid()', classid, objid)
+        witness = struct.unpack('>q', os.urandom(8))[0]
+        with lock_conn.cursor() as cur:
+            cur.execute('SELECT pg_catalog.pg_try_advisory_lock(%s)', (witness,))
+            if not cur.fetchone()[0]:     # 2**-64: another run drew the same key
+                raise MigrationError('could not take the run-witness lock on %s; run again' % self.where)
+        self.commit_check_sql = (
+            "SELECT CASE WHEN pg_catalog.pg_try_advisory_xact_lock_shared(%d) THEN ('%s: session %d "
+            "ended ' || pg_catalog.pg_backend_pid())::int ELSE 1 END" % (witness, LOCK_LOST_TEXT, self.pid))
+
+    @staticmethod
+    def is_lock_lost(exc):
+        """Whether a psycopg2 error is ``commit_check_sql`` finding the lock gone."""
+        return LOCK_LOST_TEXT in (getattr(getattr(exc, 'diag', None), 'message_primary', None) or '')
+
+    def check(self):
+        """True while the lock session is alive and holds the lock."""
+        try:
+            with self.conn.cursor() as cur:
+                cur.execute(self._held_sql)
+                return bool(cur.fetchone()[0])
+        except psycopg2.Error:
+            return False
 
 
 def acquire(lock_conn, schema, table, wait, sleep=time.sleep):
@@ -52,7 +124,7 @@ def acquire(lock_conn, schema, table, wait, sleep=time.sleep):
             if cur.fetchone()[0]:
                 return time.time() - started
             if time.time() - started >= wait:
-                cur.execute(_HOLDER_SQL, ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF))
+                cur.execute(_HOLDER_SQL, _halves(key))
                 holder = cur.fetchone()
                 who = ('pid %s (%s, user %s, from %s, connected %s)' % holder) if holder \
                     else 'another session'

@@ -26,6 +26,7 @@ class MigrateOptions(object):
     target: str = option()
     allow_downgrade: bool = option(False, type='bool')
     placeholders: dict = option({}, type='dict')
+    secret_placeholders: dict = option({}, type='dict', no_log=True)
     lock_timeout: str = option('5s')
     lock_retries: int = option(3, type='int')
     statement_timeout: str = option()
@@ -46,6 +47,7 @@ class MigrateOptions(object):
         self.target = None if self.target in (None, '', 'latest') else str(self.target)
         self.allow_downgrade = bool(self.allow_downgrade)
         self.placeholders = dict(self.placeholders or {})
+        self.secret_placeholders = dict(self.secret_placeholders or {})
         self.lock_timeout = self.lock_timeout or None
         self.lock_retries = int(self.lock_retries or 0)
         self.statement_timeout = self.statement_timeout or None
@@ -65,12 +67,14 @@ class MigrationInfoOptions(object):
 
     path: str = option(type='path', required=True)
     placeholders: dict = option({}, type='dict')
+    secret_placeholders: dict = option({}, type='dict', no_log=True)
     history_schema: str = option('public')
     history_table: str = option('schema_migrations')
     fail_on_drift: bool = option(False, type='bool')
 
     def __post_init__(self):
         self.placeholders = dict(self.placeholders or {})
+        self.secret_placeholders = dict(self.secret_placeholders or {})
         self.history_schema = self.history_schema or 'public'
         self.history_table = self.history_table or 'schema_migrations'
         self.fail_on_drift = bool(self.fail_on_drift)

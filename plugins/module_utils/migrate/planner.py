@@ -36,13 +36,15 @@ def build_plan(history, files, opts, catalog_conn=None):
     current = max(applied_keys) if applied_keys else None
     pending = [k for k in files.versions()
                if not (k in history.applied or (baseline is not None and k <= baseline))]
-    target = _target(files, current, opts)
+    target = _target(files, current, opts, set(history.applied) | set(applied_keys))
     plan.current_version, plan.target_version = vt(current), vt(target)
     plan.pending = [mfiles.version_text(k) for k in pending]
-    wanted = [k for k in pending if target is None or k <= target]
+    # target 0 is "nothing applied": a version 0 file is undone too
+    wanted = [k for k in pending if target is None or (k <= target and target != ZERO)]
     _refuse_out_of_order([k for k in wanted if current is not None and k < current],
                          files, current, opts)
-    downs = sorted([k for k in history.applied if target is not None and k > target], reverse=True)
+    downs = sorted([k for k in history.applied if target is not None and (k > target or target == ZERO)],
+                   reverse=True)
     if downs:
         plan.steps.extend(_undo_steps(downs, files, current, target, baseline, opts))
     plan.steps.extend(Step('versioned', 'up', files.versioned[k]) for k in wanted)
@@ -101,15 +103,34 @@ def _baseline(plan, history, opts):
     return baseline
 
 
-def _target(files, current, opts):
-    """The target key: the option, else the latest of the files and the current version."""
+ZERO = (0,)
+
+
+def _target(files, current, opts, applied):
+    """The target key: the option, else the latest of the files and the current version.
+
+    A target must be a version of a file or of the history, 0 (undo everything) or
+    below the first version (the same); anything else is refused naming the nearest.
+    """
     if opts.target is None:
         known = [k for k in [files.latest(), current] if k is not None]
         return max(known) if known else None
     if not mfiles.is_version(opts.target):
         raise MigrationError('target "%s" is not a version: give dotted numbers, a timestamp, '
                              'or "latest"' % opts.target)
-    return mfiles.version_key(opts.target)
+    key = mfiles.version_key(opts.target)
+    known = sorted(set(files.versions()) | set(applied))
+    if key == ZERO or key in known or (known and key < known[0]):
+        return key
+    lower = [k for k in known if k < key]
+    upper = [k for k in known if k > key]
+    nearest = ([lower[-1]] if lower else []) + ([upper[0]] if upper else [])
+    raise MigrationError(
+        'target %s: no migration in %s has that version, and none was applied; nearest: %s%s; give '
+        'one of the versions, 0 to undo everything, or latest; nothing was applied'
+        % (opts.target, opts.path, ', '.join(vt(k) for k in nearest) or 'none (no migration files)',
+           ' (the newest)' if lower and not upper else ''),
+        nearest=[vt(k) for k in nearest])
 
 
 def _refuse_out_of_order(older, files, current, opts):
@@ -170,12 +191,33 @@ def _lint(plan, catalog_conn, opts):
         plan.warnings.append(mlint.SKIPPED_MESSAGE)
         return
     plan.lint = findings
+    _refuse_unparsable(findings, catalog_conn)
     if findings and opts.fail_on_lint:
         raise MigrationError(
             'lint failed (fail_on_lint is set), nothing was applied: %s'
             % '; '.join(f.text() for f in findings),
             lint=[f.to_dict() for f in findings])
     plan.warnings.extend(f.text() for f in findings)
+
+
+def _refuse_unparsable(findings, catalog_conn):
+    """A statement PostgreSQL's own parser rejects is an error, in check mode too.
+
+    Only a warning when the server is newer than the grammar pglast carries
+    (the statement may use syntax pglast does not know yet).
+    """
+    rejected = [f for f in findings if f.rule == 'parse-error']
+    if not rejected:
+        return
+    grammar = mlint.parser_major()
+    server = (getattr(catalog_conn, 'server_version', 0) or 0) // 10000
+    if grammar is None or (server and server > grammar):
+        return
+    raise MigrationError(
+        "PostgreSQL's parser (the %d grammar, through pglast) rejects %s; fix the statement%s; "
+        'nothing was applied' % (grammar, '; '.join(f.text() for f in rejected),
+                                 '' if len(rejected) == 1 else 's'),
+        file=rejected[0].script, line=rejected[0].line, lint=[f.to_dict() for f in rejected])
 
 
 def invalid_indexes(conn, steps):
@@ -196,6 +238,47 @@ def invalid_indexes(conn, steps):
                     "WHERE NOT i.indisvalid AND c.relname = ANY(%s)", (list(names),))
         return [dict(index='%s.%s' % (s, n), schema=s, name=n, script=names[n])
                 for s, n in cur.fetchall()]
+
+
+# INVALID indexes not being built right now (a concurrent build in progress is INVALID too)
+_INVALID_SQL = """
+SELECT i.indexrelid::bigint, n.nspname, c.relname, quote_ident(tn.nspname) || '.' || quote_ident(t.relname),
+       pg_catalog.pg_get_indexdef(i.indexrelid)
+  FROM pg_catalog.pg_index i JOIN pg_catalog.pg_class c ON c.oid = i.indexrelid
+  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+  JOIN pg_catalog.pg_class t ON t.oid = i.indrelid JOIN pg_catalog.pg_namespace tn ON tn.oid = t.relnamespace
+ WHERE NOT i.indisvalid
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_create_index p WHERE p.index_relid = i.indexrelid)
+ ORDER BY 2, 3
+"""
+
+
+def all_invalid_indexes(conn):
+    """Every INVALID index of the database (none being built): index, table, definition."""
+    return [dict(index='%s.%s' % (r[1], r[2]), table=r[3], definition=r[4]) for r in _read_invalid(conn)]
+
+
+def _read_invalid(conn):
+    with conn.cursor() as cur:
+        cur.execute(_INVALID_SQL)
+        return cur.fetchall()
+
+
+def invalid_since(conn, before=None, names=()):
+    """Without ``before``: the set of INVALID index oids now.  With it: the INVALID indexes
+    (dicts) that are not in ``before`` or are named in ``names`` (a statement built them)."""
+    found = _read_invalid(conn)
+    if before is None:
+        return set(r[0] for r in found)
+    return [dict(index='%s.%s' % (r[1], r[2]), schema=r[1], name=r[2], table=r[3])
+            for r in found if r[0] not in before or r[2] in names]
+
+
+def named_indexes(text):
+    """Names of the indexes a CREATE INDEX CONCURRENTLY statement builds (a failed REINDEX
+    CONCURRENTLY leaves a new ``_ccnew`` index, which ``invalid_since`` finds as new)."""
+    name = _concurrent_index_name(text)
+    return (name,) if name else ()
 
 
 def _concurrent_index_name(text):

@@ -59,7 +59,7 @@ def plan_new(path, description, style='flyway', version=None, template_dir=None,
         raise mfiles.MigrationFilesError('migrations folder %s does not exist; create it first'
                                          % path, path=path)
     name = slug(description)
-    existing = mfiles.discover(path)
+    existing = mfiles.discover(path, expand=False)
     for mfile in existing.versioned.values():
         if slug(mfile.description) == name:
             found = [mfile.path] + ([existing.undo[mfile.key].path] if mfile.key in existing.undo else [])

@@ -11,12 +11,36 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import (
+    PgConnectionError, connect)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
 
 
+try:
+    import psycopg2
+except ImportError:  # pragma: no cover - connection.require_psycopg2 explains it
+    psycopg2 = None
+
+
 class MigrationError(DbDevopsError):
     """A user-facing migration problem (validation, plan, lock, failed file)."""
+
+
+def open_connection(params, application_name, autocommit=True):
+    """``connection.connect`` whose errors about ``connect_params`` say so (one line each)."""
+    hint = ('; check connect_params (%s)' % ', '.join('%s=%s' % kv for kv in sorted(params.connect_params.items()))
+            if params.connect_params else '')
+    try:
+        return connect(params, autocommit=autocommit, application_name=application_name)
+    except PgConnectionError as exc:
+        if hint:
+            raise PgConnectionError(str(exc) + hint, **exc.details)
+        raise
+    except psycopg2.Error as exc:     # libpq refuses the options before connecting
+        text = ' '.join(str(exc).split()).replace('invalid dsn: ', '')
+        raise PgConnectionError('cannot connect to PostgreSQL at %s: %s%s' % (params.where(), text, hint),
+                                host=params.host, port=params.login_port, database=params.dbname)
 
 
 class Step(object):
@@ -39,7 +63,7 @@ class Step(object):
 
     @property
     def sql(self):
-        return self.file.sql if self.file and self.kind != 'repair' else ''
+        return self.file.shown if self.file and self.kind != 'repair' else ''
 
     def label(self):
         return '%s %s (%s)' % (self.kind, self.version or self.description, self.script)

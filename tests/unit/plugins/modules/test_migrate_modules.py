@@ -59,7 +59,8 @@ def test_migrate_downgrade_and_lint_warnings(pg_db, tmp_path):
     pg.sql('CREATE TABLE existing (id int)', dbname=db)
     files = dict(FILES, **{'V3__existing_idx.sql': 'CREATE INDEX existing_id ON existing (id);',
                            'U3__existing_idx.sql': 'DROP INDEX existing_id;'})
-    args = dict(pg.conn_params(db), path=write(tmp_path, files))
+    # a database that already has tables adopts migrations with a baseline
+    args = dict(pg.conn_params(db), path=write(tmp_path, files), baseline_version='0')
     result = run_module(migrate, args)
     assert any('create-index-not-concurrently' in w for w in result['warnings'])
     assert result['lint'][0]['script'] == 'V3__existing_idx.sql'
@@ -90,6 +91,35 @@ def test_migrate_failures_are_messages_not_tracebacks(pg, pg_db, tmp_path):
     result = run_module(migrate, dict(pg.conn_params(db), path=path))
     assert result['failed'] and 'V4__dangling.sql (a dangling symbolic link)' in result['msg']
     assert pg.sql('SELECT max(version) FROM schema_migrations WHERE success', dbname=db) == [('2',)]
+
+
+def test_migrate_secret_placeholders_through_the_module(pg_db, tmp_path):
+    pg, db = pg_db
+    secret = 'm0dule-Secret-xyz'
+    path = write(tmp_path, {'V1__cfg.sql': "CREATE TABLE cfg (v text);\nINSERT INTO cfg VALUES ('${tok}');\n",
+                            'V2__bad.sql': "SELECT '${tok}'::int;\n"})
+    args = dict(pg.conn_params(db), path=path, secret_placeholders=dict(tok=secret))
+    for check in (True, False):
+        result = run_module(migrate, dict(args, target='1'), check=check, diff=True)
+        assert not result['failed'] and secret not in json.dumps(result) and '********' in result['queries'][0]
+    assert pg.sql('SELECT v FROM cfg', dbname=db) == [(secret,)]
+    result = run_module(migrate, args)
+    assert result['failed'] and 'invalid input syntax for type integer' in result['msg']
+    assert secret not in json.dumps(result)
+    assert secret not in json.dumps(pg.sql('SELECT row_to_json(h) FROM schema_migrations h', dbname=db))
+    result = run_module(migration_info, dict(pg.conn_params(db), path=path, secret_placeholders=dict(tok=secret)))
+    assert not result['failed'] and secret not in json.dumps(result) and result['checksum_mismatches'] == []
+
+
+def test_migrate_bad_option_values_are_messages(pg_db, tmp_path):
+    pg, db = pg_db
+    path = write(tmp_path, FILES)
+    for extra, expect in ((dict(lock_timeout='soon'), 'lock_timeout "soon" is not a valid duration'),
+                          (dict(target='9'), 'nearest: 2 (the newest)'),
+                          (dict(connect_params={'no_such_option': '1'}), 'check connect_params')):
+        result = run_module(migrate, dict(pg.conn_params(db), path=path, **extra))
+        assert result['failed'] and expect in result['msg'] and 'Traceback' not in result['msg'], result
+    assert tables(pg, db) == []
 
 
 def test_migrate_verify_rollback_option(pg_db, tmp_path):

@@ -3,36 +3,10 @@
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
-from tests.harness.migrate_samples import write
-
-RUNNER = r'''
-import json, sys
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
-from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
-params, path = json.loads(sys.argv[1]), sys.argv[2]
-try:
-    engine = MigrateEngine(ConnParams.from_params(params), MigrateOptions(path, lock_wait=60))
-    result = engine.apply(engine.plan())
-except DbDevopsError as exc:
-    print(json.dumps({'failed': True, 'msg': str(exc)}))
-    sys.exit(1)
-print(json.dumps({'failed': False, 'applied': [a['version'] for a in result['applied']],
-                  'current_version': result['current_version']}))
-'''
-
-
-def start_runner(pg, db, path):
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
-    return subprocess.Popen([sys.executable, '-c', RUNNER, json.dumps(pg.conn_params(db)), path],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
-                            universal_newlines=True)
+from tests.harness.migrate_samples import start_runner, write
 
 
 def test_four_runs_at_once_apply_each_migration_exactly_once(pg_db, tmp_path):

@@ -245,7 +245,7 @@ def test_failed_concurrent_build_reports_statements_ran_and_invalid_index(pg_db,
                                             'CREATE TABLE other (id int);\n'
                                             'CREATE UNIQUE INDEX CONCURRENTLY t_a_key ON t (a);\n')})
     with pytest.raises(MigrationError) as err:
-        migrate(engine(pg_db, path))
+        migrate(engine(pg_db, path, baseline_version='0'))     # t was there before migrations
     msg = str(err.value)
     assert 'V1__idx.sql line 3' in msg and 'CREATE UNIQUE INDEX CONCURRENTLY t_a_key' in msg
     assert '1 of 2 statements ran' in msg and 'INVALID index left behind: public.t_a_key' in msg
@@ -283,7 +283,7 @@ def test_lock_timeout_retries_with_backoff_then_succeeds(pg_db, tmp_path):
     blocker.cursor().execute('LOCK TABLE busy IN ACCESS SHARE MODE')
     sleeps = []
     try:
-        eng = engine(pg_db, path, lock_timeout='100ms', lock_retries=2)
+        eng = engine(pg_db, path, lock_timeout='100ms', lock_retries=2, baseline_version='0')
         eng.sleep = sleeps.append
         with pytest.raises(MigrationError) as err:
             migrate(eng)

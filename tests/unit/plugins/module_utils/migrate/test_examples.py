@@ -49,7 +49,8 @@ def test_examples_apply_verify_downgrade_and_reapply(pg_db):
 def run_playbook(pg, db, path, **extra):
     if not os.environ.get('ANSIBLE_COLLECTIONS_PATH'):
         pytest.skip('ANSIBLE_COLLECTIONS_PATH not set: source scripts/bootstrap.sh dev')
-    variables = dict(migrate_db=db, migrate_path=path, migrate_login_unix_socket=pg.socket_dir,
+    variables = dict(migrate_hosts='localhost', migrate_db=db, migrate_path=path,
+                     migrate_login_unix_socket=pg.socket_dir,
                      migrate_login_port=pg.port, migrate_placeholders=PLACEHOLDERS, **extra)
     env = dict(os.environ, ANSIBLE_PYTHON_INTERPRETER=sys.executable,
                ANSIBLE_SHOW_CUSTOM_STATS='1')
@@ -61,7 +62,7 @@ def run_playbook(pg, db, path, **extra):
 def custom_stats(out):
     for line in out.stdout.splitlines():
         if line.strip().startswith('RUN: '):
-            return json.loads(line.strip()[len('RUN: '):])['migrate']
+            return json.loads(line.strip()[len('RUN: '):])['dbdevops_migrate']['localhost']
     raise AssertionError('no custom stats in:\n' + out.stdout[-3000:])
 
 

@@ -10,6 +10,7 @@ from tests.harness.migrate_samples import engine, migrate, plan_of, write
 
 @pytest.fixture
 def big_table(pg_db):
+    # a database with a table and no history: the tests adopt it with baseline_version 0
     pg, db = pg_db
     pg.sql('CREATE TABLE accounts (id int, email text, n int); '
            'INSERT INTO accounts SELECT g, g::text, g FROM generate_series(1, 5000) g; ANALYZE accounts',
@@ -35,7 +36,7 @@ def test_each_rule_on_existing_table_with_size(big_table, tmp_path):
             'DROP TABLE accounts;\n'),
         'V2__nontx.sql': '-- dbdevops:transaction=off\nCREATE INDEX CONCURRENTLY x ON accounts (id);\n',
     })
-    plan = plan_of(engine(big_table, path))
+    plan = plan_of(engine(big_table, path, baseline_version='0'))
     assert rules(plan) == [
         ('V1__unsafe.sql', 1, 'create-index-not-concurrently'),
         ('V1__unsafe.sql', 2, 'volatile-default'),
@@ -49,7 +50,7 @@ def test_each_rule_on_existing_table_with_size(big_table, tmp_path):
     assert 'existing table public.accounts' in first and '~5000 rows' in first and 'kB' in first
     assert any('[create-index-not-concurrently]' in w for w in plan.warnings)
     # lock_timeout off: the non-transactional file is flagged
-    plan = plan_of(engine(big_table, path, lock_timeout=''))
+    plan = plan_of(engine(big_table, path, lock_timeout='', baseline_version='0'))
     assert ('V2__nontx.sql', 1, 'non-transactional-lock-timeout') in rules(plan)
 
 
@@ -66,14 +67,14 @@ def test_fail_on_lint_refuses_before_anything_and_ignore_directive(big_table, tm
     pg, db = big_table
     path = write(tmp_path, {'V1__idx.sql': 'CREATE INDEX accounts_n ON accounts (n);\n'})
     with pytest.raises(MigrationError) as err:
-        migrate(engine(big_table, path, fail_on_lint=True))
+        migrate(engine(big_table, path, fail_on_lint=True, baseline_version='0'))
     assert 'V1__idx.sql line 1' in str(err.value) and 'create-index-not-concurrently' in str(err.value)
     assert pg.sql("SELECT to_regclass('accounts_n')", dbname=db) == [(None,)]
     # refused at plan time, before the run takes its lock: not even the history table is created
     assert pg.sql("SELECT to_regclass('schema_migrations')", dbname=db) == [(None,)]
     write(tmp_path, {'V1__idx.sql': '-- dbdevops:lint-ignore=create-index-not-concurrently\n'
                                     'CREATE INDEX accounts_n ON accounts (n);\n'})
-    assert migrate(engine(big_table, path, fail_on_lint=True))['changed'] is True
+    assert migrate(engine(big_table, path, fail_on_lint=True, baseline_version='0'))['changed'] is True
 
 
 def test_lint_without_pglast_is_a_clear_warning(pg_db, tmp_path, monkeypatch):
@@ -86,3 +87,16 @@ def test_lint_without_pglast_is_a_clear_warning(pg_db, tmp_path, monkeypatch):
 def test_lint_walks_json_tree_generically():
     tree = {'stmts': [{'stmt': {'IndexStmt': {'relation': {'relname': 't'}}}}]}
     assert [n for n, dummy in mlint.walk(tree)] == ['IndexStmt']
+
+
+def test_a_statement_the_parser_rejects_is_an_error_in_check_mode_too(pg_db, tmp_path):
+    """--check once passed with a warning on a syntax error; PostgreSQL's parser says no, so do we."""
+    pg, db = pg_db
+    path = write(tmp_path, {'V1__ok.sql': 'CREATE TABLE t (id int);\n',
+                            'V2__typo.sql': 'CREATE TABLE u (id int);\nALTER TABEL u ADD COLUMN x int;\n'})
+    with pytest.raises(MigrationError) as err:
+        plan_of(engine(pg_db, path))
+    message = str(err.value)
+    assert "PostgreSQL's parser" in message and 'V2__typo.sql line 2' in message
+    assert 'nothing was applied' in message
+    assert pg.sql("SELECT to_regclass('public.t') IS NULL", dbname=db) == [(True,)]
