@@ -3,14 +3,21 @@
 # on Debian 12 as root: apt packages, a virtualenv with pinned Python packages,
 # community.postgresql (Galaxy first, else from the `ansible` wheel on PyPI),
 # and this collection linked into the collections path.
-# Meant to be sourced: it exports PATH, ANSIBLE_CONFIG and ANSIBLE_COLLECTIONS_PATH.
-set -euo pipefail
+# Meant to be sourced: it exports PATH, ANSIBLE_CONFIG and ANSIBLE_COLLECTIONS_PATH
+# and returns non-zero when something could not be installed. The installation
+# runs in a child bash ("bootstrap.sh --install <profile>", with set -euo
+# pipefail), so the caller's shell options are left as they were: an interactive
+# shell that sources this does not start exiting on the next failing command.
 
 DBDEVOPS_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DBDEVOPS_VENV=${DBDEVOPS_VENV:-$DBDEVOPS_ROOT/.venv}
 DBDEVOPS_COLLECTIONS=$DBDEVOPS_VENV/collections
 DBDEVOPS_ANSIBLE_WHEEL_VERSION=12.3.0
-__profile=${1:-lab}
+export DBDEVOPS_ROOT DBDEVOPS_VENV DBDEVOPS_COLLECTIONS DBDEVOPS_ANSIBLE_WHEEL_VERSION
+
+if [ "${1:-}" = --install ]; then
+set -euo pipefail
+__profile=${2:-lab}
 
 __log() { printf '==> %s\n' "$*" >&2; }
 
@@ -79,15 +86,22 @@ PY
 fi
 if [ ! -f "$__cp/MANIFEST.json" ]; then
   echo "bootstrap: community.postgresql is not installed" >&2
-  # sourced: return to the caller; run directly: exit
-  # shellcheck disable=SC2317
-  return 1 2>/dev/null || exit 1
+  exit 1
 fi
 
 # This checkout, seen by Ansible as dbdevops.postgresql.
 mkdir -p "$DBDEVOPS_COLLECTIONS/ansible_collections/dbdevops"
 ln -sfn "$DBDEVOPS_ROOT" "$DBDEVOPS_COLLECTIONS/ansible_collections/dbdevops/postgresql"
+exit 0
+fi
 
-export ANSIBLE_CONFIG=$DBDEVOPS_ROOT/ansible.cfg
-export ANSIBLE_COLLECTIONS_PATH=$DBDEVOPS_COLLECTIONS
-export DBDEVOPS_ROOT DBDEVOPS_VENV DBDEVOPS_COLLECTIONS
+if bash "${BASH_SOURCE[0]}" --install "${1:-lab}"; then
+  export PATH=$DBDEVOPS_VENV/bin:$PATH
+  export ANSIBLE_CONFIG=$DBDEVOPS_ROOT/ansible.cfg
+  export ANSIBLE_COLLECTIONS_PATH=$DBDEVOPS_COLLECTIONS
+else
+  echo "bootstrap: installation failed (see the messages above)" >&2
+  # sourced: return to the caller; run directly: exit
+  # shellcheck disable=SC2317
+  return 1 2>/dev/null || exit 1
+fi
