@@ -215,8 +215,9 @@ def _refuse_unparsable(findings, catalog_conn):
         return
     raise MigrationError(
         "PostgreSQL's parser (the %d grammar, through pglast) rejects %s; fix the statement%s; "
-        'nothing was applied' % (grammar, '; '.join(f.text() for f in rejected),
-                                 '' if len(rejected) == 1 else 's'),
+        'nothing was applied' % (grammar, '; '.join('%s line %d: %s; statement: %s' % (
+            f.script, f.line, f.message.replace('cannot parse: ', ''), f.statement) for f in rejected),
+            '' if len(rejected) == 1 else 's'),
         file=rejected[0].script, line=rejected[0].line, lint=[f.to_dict() for f in rejected])
 
 

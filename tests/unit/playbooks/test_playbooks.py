@@ -287,3 +287,15 @@ def test_lab_on_a_port_in_use_fails_fast_and_creates_no_cluster(lab_inventory, t
     assert done.status == 'failed'
     assert any('port %d is already in use' % hostvars['server_port'] in (m or '') for m in done.failures())
     assert not os.path.exists('/etc/postgresql/15/%s' % name)
+
+
+def test_lab_reset_refuses_a_cluster_that_is_not_the_labs(tmp_path):
+    done = run_playbook('lab_reset.yml', dict(server_cluster_name='main', server_version=15,
+                                              lab_backup_dest=str(tmp_path / 'b'), lab_migrations_dir=str(tmp_path / 'm'),
+                                              lab_credentials_file=str(tmp_path / 'c' / 'credentials.yml'),
+                                              lab_backup_log=str(tmp_path / 'l.log'), lab_backup_config_name='lab'),
+                        tmp_path)
+    assert done.status == 'failed'
+    published = done.stats['lab_reset']['localhost']
+    assert published['failed'] is True and 'only removes the lab' in published['error']
+    assert os.path.exists('/etc/postgresql/15/main/postgresql.conf')              # untouched

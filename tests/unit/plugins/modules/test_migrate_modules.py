@@ -76,7 +76,12 @@ def test_migrate_downgrade_and_lint_warnings(pg_db, tmp_path):
 def test_migrate_failures_are_messages_not_tracebacks(pg, pg_db, tmp_path):
     _pg, db = pg_db
     path = write(tmp_path, dict(FILES, **{'V3__bad.sql': 'SELECT 1;\nSELEC 2;\n'}))
-    result = run_module(migrate, dict(pg.conn_params(db), path=path))
+    result = run_module(migrate, dict(pg.conn_params(db), path=path))      # the parser refuses it at plan time
+    assert result['failed'] and 'V3__bad.sql line 2' in result['msg'] and 'SELEC 2' in result['msg']
+    assert result['file'] == 'V3__bad.sql' and result['line'] == 2 and 'nothing was applied' in result['msg']
+    assert pg.sql("SELECT to_regclass('public.users') IS NULL", dbname=db) == [(True,)]
+    # lint off: the statement reaches the server; V1 and V2 apply, V3 fails naming file, line, statement
+    result = run_module(migrate, dict(pg.conn_params(db), path=path, lint=False))
     assert result['failed'] and 'V3__bad.sql line 2' in result['msg'] and 'SELEC 2' in result['msg']
     assert result['file'] == 'V3__bad.sql' and result['line'] == 2 and result['changed'] is True
     assert 'Traceback' not in result['msg']
