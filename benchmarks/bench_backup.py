@@ -18,10 +18,19 @@ in the dump's snapshot) cost most relative to the dump; its raw baseline is
 pg_restore -j 2`` (the verification reads every table, sequence and large
 object again).  ``--workloads pgbench,tables`` picks either.
 
+``--nice N`` (negative, as root) runs the benchmark and the cluster's server at
+that niceness, to shield the measurement from other jobs on a shared machine;
+raw and engine runs share it alike.  With autogroup scheduling (Linux
+``kernel.sched_autogroup_enabled``), CPU is shared between sessions first, so
+the nice value of the benchmark's and the server's sessions is set too
+(``/proc/<pid>/autogroup``).
+
 Raw and engine runs alternate (raw, engine, raw, engine, ...) so that load from
 other processes on the machine hits both alike; each number is the median of
---repeat runs, and the ratio is engine median / raw median.  Prints a Markdown
-table on stdout, progress on stderr.
+--repeat runs, and the ratio is engine median / raw median.  The spread is that
+of the ratios of each run's pair (engine run i / raw run i): lowest, middle
+and highest.  Prints a Markdown table on stdout (with the load average before
+and after), progress on stderr.
 """
 
 import argparse
@@ -85,7 +94,11 @@ def main():
     ap.add_argument('--cases', default='', help='comma-separated case numbers (1-3), default all')
     ap.add_argument('--tables', type=int, default=600, help='small tables of the "tables" workload')
     ap.add_argument('--workloads', default='pgbench,tables')
+    ap.add_argument('--nice', type=int, default=0, help='niceness of the benchmark and its server')
     args = ap.parse_args()
+    if args.nice:
+        _renice(os.getpid(), args.nice)
+    load_before = os.getloadavg()
     cases = [CASES[int(i) - 1] for i in args.cases.split(',')] if args.cases else CASES
     workloads = args.workloads.split(',')
     work = tempfile.mkdtemp(prefix='dbdevops-bench-', dir=os.environ.get('BENCH_DIR'))
@@ -93,6 +106,11 @@ def main():
     rows = []
     size = '-'
     with PgCluster(settings={'max_wal_size': '4GB', 'shared_buffers': '256MB'}) as pg:
+        if args.nice:  # the server's processes too (runuser may have reset it); backends inherit it
+            _renice(pg.postmaster_pid(), args.nice)
+            for pid in subprocess.run(['pgrep', '-P', str(pg.postmaster_pid())], capture_output=True, check=False,
+                                      text=True).stdout.split():
+                _renice(int(pid), args.nice)
         env = pg.psql_env()
         params = ConnParams.from_params(pg.conn_params())
         if 'pgbench' in workloads:
@@ -109,16 +127,36 @@ def main():
             rows.append(bench(pg, env, params, work, 'many', CASES[0], args.repeat, hash_raw=True,
                               label='-Fc, %d small tables' % args.tables))
     shutil.rmtree(work, ignore_errors=True)
-    print('pgbench scale %d (%s), median of %d alternating runs, %d cores, %s, %s UTC\n' % (
-        args.scale, size, args.repeat, os.cpu_count(), platform.platform(terse=True),
-        datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M')))
+    print('%s, median of %d alternating runs, %d cores, %s, %s UTC, '
+          'load average %.1f before, %.1f after, nice %d\n' % (
+              ', '.join(filter(None, ['pgbench scale %d (%s)' % (args.scale, size) if 'pgbench' in workloads else '',
+                                      '%d small tables' % args.tables if 'tables' in workloads else ''])),
+              args.repeat, os.cpu_count(), platform.platform(terse=True),
+              datetime.datetime.utcnow().strftime('%Y-%m-%d %H:%M'), load_before[0], os.getloadavg()[0],
+              args.nice))
     print('| pg_dump flags | archive MiB | raw pg_dump s | engine backup s | ratio (goal <= 1.15) '
-          '| raw pg_restore -j2 s | raw createdb + pg_restore s | engine restore+verify s '
-          '| ratio (goal <= 1.10) | ratio vs pg_restore alone |')
-    print('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|')
-    for label, nbytes, (a, b, c, cc, d) in rows:
-        print('| `%s` | %.1f | %.2f | %.2f | %.2fx | %.2f | %.2f | %.2f | %.2fx | %.2fx |' % (
-            label, nbytes / 1048576.0, a, b, b / a, c, cc, d, d / cc, d / c))
+          '| pair ratios min / median / max | raw pg_restore -j2 s | raw createdb + pg_restore s '
+          '| engine restore+verify s | ratio (goal <= 1.10) | pair ratios min / median / max '
+          '| ratio vs pg_restore alone |')
+    print('|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---:|')
+    for label, nbytes, (a, b, c, cc, d), (backup_pairs, restore_pairs) in rows:
+        print('| `%s` | %.1f | %.2f | %.2f | %.2fx | %s | %.2f | %.2f | %.2f | %.2fx | %s | %.2fx |' % (
+            label, nbytes / 1048576.0, a, b, b / a, _spread(backup_pairs), c, cc, d, d / cc,
+            _spread(restore_pairs), d / c))
+
+
+def _renice(pid, nice):
+    """Niceness of a process and of its session's autogroup (where the kernel has them)."""
+    os.setpriority(os.PRIO_PROCESS, pid, nice)
+    try:
+        with open('/proc/%d/autogroup' % pid, 'w') as f:
+            f.write(str(nice))
+    except OSError:
+        pass
+
+
+def _spread(ratios):
+    return '%.2f / %.2f / %.2f' % (min(ratios), statistics.median(ratios), max(ratios))
 
 
 def bench(pg, env, params, work, dbname, case, repeat, hash_raw, label=None):
@@ -169,7 +207,8 @@ def bench(pg, env, params, work, dbname, case, repeat, hash_raw, label=None):
     med = [statistics.median(x) for x in (raw_times, eng_times, rraw, rcreate, reng)]
     print('%-14s raw %.2fs engine %.2fs (%.2fx) | restore raw %.2fs (+createdb %.2fs) engine %.2fs (%.2fx)' % (
         label, med[0], med[1], med[1] / med[0], med[2], med[3], med[4], med[4] / med[3]), file=sys.stderr)
-    return label, nbytes, med
+    pairs = ([e / r for r, e in zip(raw_times, eng_times)], [e / r for r, e in zip(rcreate, reng)])
+    return label, nbytes, med, pairs
 
 
 if __name__ == '__main__':

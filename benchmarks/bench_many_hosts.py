@@ -7,19 +7,28 @@ For each host count N (benchmarks/netns_hosts.py: N network namespaces on one
 bridge, each with its own sshd, reached over SSH with ControlMaster) and each
 fork count F, the script
 
-  1. makes every host fresh: drops the ``bench<i>`` clusters and runs the backup
-     role's ``remove.yml`` for the ``bench<i>`` configurations, and closes the SSH
-     control masters, so the converge pays for the connections too;
+  1. makes every host fresh: drops the ``bench<i>`` clusters, runs the backup
+     role's ``remove.yml`` for the ``bench<i>`` configurations, removes the backup
+     folders, logs and per-host engines, and closes the SSH control masters, so
+     the converge pays for the connections and ships the engine too;
   2. runs ``benchmarks/many_hosts_play.yml`` (converge) and times it;
   3. runs it again (rerun, warm control masters) and times it; ``changed`` of the
      rerun must be 0.
 
 Packages are already installed (the machine is shared by all hosts), so the
-converge is: facts, checks, pg_createcluster, settings, pg_hba, start, a
-database, the backup engine, configuration, logrotate and a cron entry.
+converge is: facts, checks, which packages are missing, pg_createcluster,
+settings, pg_hba, start, a database, the backup engine (one zip), command,
+configuration, logrotate and a cron entry.
 
 All hosts share this machine's CPUs (2 here): the numbers measure Ansible's
 orchestration plus the real work of N clusters on one machine, not N machines.
+
+The collection under test is this checkout as a user gets it: built with
+``ansible-galaxy collection build`` and installed from that tarball into the
+state folder, once at the start (later edits to the checkout do not leak into
+the runs). With ``--baseline REV`` the collection at git revision REV is built
+and installed the same way, and every (N, F) runs baseline then current, back
+to back, so their ratio is measured under the same load.
 
 Writes ``benchmarks/results/many_hosts.json`` (a table per run, the slowest
 tasks of each run, the machine and its load) and each run's log under
@@ -29,13 +38,17 @@ after tearing everything down, the "nothing left behind" check.
 
 import argparse
 import datetime
+import io
 import json
 import os
 import platform
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -118,6 +131,44 @@ def write_inventory(state, path):
         json.dump(netns_hosts.inventory(state), f, indent=1)
 
 
+def install_collection(source_dir, target, label):
+    """ansible-galaxy collection build of source_dir, installed (no deps) under target;
+    returns target, an ANSIBLE_COLLECTIONS_PATH entry."""
+    env = netns_hosts._ansible_env()
+    # the build reads each file twice (manifest, then tarball): build from a copy, so an
+    # edit in the checkout meanwhile cannot fail the install's checksum check
+    skip = shutil.ignore_patterns('.git', '.venv', '.cache', '.ci', 'output', 'results', '__pycache__', '*.tar.gz')
+    for attempt in range(1, 4):
+        with tempfile.TemporaryDirectory(prefix='dbdv-build-') as out:
+            try:
+                copy = os.path.join(out, 'src')
+                shutil.copytree(source_dir, copy, ignore=skip, symlinks=True)
+                netns_hosts.run(['ansible-galaxy', 'collection', 'build', '--output-path', out, copy],
+                                env=env, quiet=True)
+                tarballs = [os.path.join(out, f) for f in os.listdir(out) if f.endswith('.tar.gz')]
+                netns_hosts.run(['ansible-galaxy', 'collection', 'install', '--no-deps', '--force', '-p', target]
+                                + tarballs, env=env, quiet=True)
+                break
+            except (RuntimeError, OSError, shutil.Error) as e:
+                # a file edited or removed while it was copied
+                if attempt == 3:
+                    raise
+                log('collection %s: build %d failed, again: %s' % (label, attempt, str(e)[-200:]))
+                shutil.rmtree(target, ignore_errors=True)
+    log('collection %s: built and installed under %s' % (label, target))
+    return target
+
+
+def install_baseline(rev, target):
+    """The collection at git revision rev (git archive), built and installed like the current one."""
+    with tempfile.TemporaryDirectory(prefix='dbdv-baseline-') as src:
+        archive = subprocess.run(['git', '-C', ROOT, 'archive', '--format=tar', rev], stdout=subprocess.PIPE,
+                                 check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(src)
+        return install_collection(src, target, 'baseline %s' % rev)
+
+
 def close_masters(state):
     for i in range(1, state['n'] + 1):
         sock = netns_hosts.control_path(state['dir'], i)
@@ -135,8 +186,11 @@ def fresh(state):
     close_masters(state)
 
 
-def run_play(state, inv, forks, label, timeout):
+def run_play(state, inv, forks, label, timeout, collections=None):
     env = netns_hosts._ansible_env()
+    if collections:
+        # the collection under test first; community.postgresql from the checkout's venv
+        env['ANSIBLE_COLLECTIONS_PATH'] = collections + ':' + os.path.join(ROOT, '.venv', 'collections')
     cb_dir = os.path.join(state['dir'], 'callbacks')
     os.makedirs(cb_dir, exist_ok=True)
     with open(os.path.join(cb_dir, 'dbdv_timing.py'), 'w') as f:
@@ -194,12 +248,13 @@ def run_play(state, inv, forks, label, timeout):
 
 
 def table(rows):
-    lines = ['| hosts | forks | converge s | s/host | rerun s | changed on rerun | failed | load (1 min) before |',
-             '| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
+    lines = ['| collection | hosts | forks | converge s | s/host | rerun s | changed on rerun | failed '
+             '| load (1 min) before |',
+             '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |']
     for r in rows:
         c, rr = r['converge'], r['rerun']
-        lines.append('| %d | %d | %.1f | %.1f | %s | %s | %d | %.2f |' % (
-            r['hosts'], r['forks'], c['seconds'], c['seconds'] / r['hosts'],
+        lines.append('| %s | %d | %d | %.1f | %.1f | %s | %s | %d | %.2f |' % (
+            r.get('collection', 'current'), r['hosts'], r['forks'], c['seconds'], c['seconds'] / r['hosts'],
             '%.1f' % rr['seconds'] if rr else '-', rr['changed'] if rr else '-',
             c['failed'] + c['unreachable'] + ((rr['failed'] + rr['unreachable']) if rr else 0),
             c['load_before'][0]))
@@ -214,6 +269,8 @@ def main():
     ap.add_argument('--no-rerun', action='store_true', help='skip the idempotence rerun')
     ap.add_argument('--no-apt-update', action='store_true',
                     help='do not refresh the apt lists on this machine before the runs (see APT below)')
+    ap.add_argument('--baseline', metavar='REV',
+                    help='also run the collection at git revision REV, before the current one at each (N, F)')
     ap.add_argument('--output', default=os.path.join(RESULTS, 'many_hosts.json'))
     args = ap.parse_args()
     host_counts = [int(x) for x in args.hosts.split(',') if x]
@@ -254,8 +311,24 @@ def main():
         'apt_lists_age_min_at_start': round(apt_lists_age() / 60, 1),
         'play': os.path.relpath(PLAY, ROOT),
         'method': 'fresh build before each converge (bench clusters dropped, backup remove.yml, '
-                  'SSH control masters closed); rerun right after with warm control masters',
+                  'backup folders, logs and per-host engines removed, SSH control masters closed); '
+                  'rerun right after with warm control masters; collections built and installed from '
+                  'tarballs into a scratch folder',
+        'baseline': args.baseline,
+        'current_git_head': subprocess.run(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD'],
+                                           stdout=subprocess.PIPE, text=True, check=False).stdout.strip(),
     }
+    scratch = tempfile.mkdtemp(prefix='dbdv-collections-')
+    versions = []
+    try:
+        if args.baseline:
+            versions.append(('baseline ' + args.baseline,
+                             install_baseline(args.baseline, os.path.join(scratch, 'baseline'))))
+        versions.append(('current', install_collection(ROOT, os.path.join(scratch, 'current'),
+                                                       'current (this checkout)')))
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
     rows = []
     t_all = time.monotonic()
     try:
@@ -267,25 +340,26 @@ def main():
             inv = os.path.join(state['dir'], 'inventory.yml')
             write_inventory(state, inv)
             for forks in fork_counts:
-                fresh(state)
-                label = 'n%d-f%d' % (n, forks)
-                log('%s: converge ...' % label)
-                conv = run_play(state, inv, forks, label + '-converge', args.timeout)
-                log('%s: converge %.1f s rc %s changed %d failed %d unreachable %d'
-                    % (label, conv['seconds'], conv['rc'], conv['changed'], conv['failed'], conv['unreachable']))
-                for e in conv['errors']:
-                    log('  ' + e)
-                rerun = None
-                if not args.no_rerun and conv['rc'] != 'timeout':
-                    rerun = run_play(state, inv, forks, label + '-rerun', args.timeout)
-                    log('%s: rerun %.1f s rc %s changed %d %s' % (label, rerun['seconds'], rerun['rc'],
-                                                                  rerun['changed'], rerun['changed_hosts']))
-                    for e in rerun['errors']:
+                for version, collections in versions:
+                    fresh(state)
+                    label = 'n%d-f%d%s' % (n, forks, '-baseline' if version != 'current' else '')
+                    log('%s: converge ...' % label)
+                    conv = run_play(state, inv, forks, label + '-converge', args.timeout, collections)
+                    log('%s: converge %.1f s rc %s changed %d failed %d unreachable %d'
+                        % (label, conv['seconds'], conv['rc'], conv['changed'], conv['failed'], conv['unreachable']))
+                    for e in conv['errors']:
                         log('  ' + e)
-                rows.append({'hosts': n, 'forks': forks, 'setup_seconds': round(up_s, 1),
-                             'converge': conv, 'rerun': rerun})
-                with open(args.output, 'w') as f:
-                    json.dump({'meta': meta, 'runs': rows}, f, indent=1)
+                    rerun = None
+                    if not args.no_rerun and conv['rc'] != 'timeout':
+                        rerun = run_play(state, inv, forks, label + '-rerun', args.timeout, collections)
+                        log('%s: rerun %.1f s rc %s changed %d %s' % (label, rerun['seconds'], rerun['rc'],
+                                                                      rerun['changed'], rerun['changed_hosts']))
+                        for e in rerun['errors']:
+                            log('  ' + e)
+                    rows.append({'collection': version, 'hosts': n, 'forks': forks, 'setup_seconds': round(up_s, 1),
+                                 'converge': conv, 'rerun': rerun})
+                    with open(args.output, 'w') as f:
+                        json.dump({'meta': meta, 'runs': rows}, f, indent=1)
             t0 = time.monotonic()
             netns_hosts.down()
             log('%d host(s) down in %.1f s' % (n, time.monotonic() - t0))
@@ -295,6 +369,7 @@ def main():
         log('interrupted: tearing down')
     finally:
         netns_hosts.down()
+        shutil.rmtree(scratch, ignore_errors=True)
     meta['total_seconds'] = round(time.monotonic() - t_all, 1)
     meta['load_at_end'] = loadavg()
     print('\nmany hosts: %s, %s, load at start %s, at end %s\n' % (
@@ -306,7 +381,8 @@ def main():
     with open(args.output, 'w') as f:
         json.dump({'meta': meta, 'runs': rows, 'table_markdown': table(rows)}, f, indent=1)
     print('\nwrote %s' % os.path.relpath(args.output, ROOT))
-    ok = clean and all(r['converge']['rc'] == 0 and r['rerun'] and r['rerun']['changed'] == 0 for r in rows)
+    ok = clean and all(r['converge']['rc'] == 0 and (args.no_rerun or (r['rerun'] and r['rerun']['changed'] == 0))
+                       for r in rows)
     return 0 if ok else 1
 
 

@@ -14,7 +14,7 @@ only and lets root in with a key generated into the state directory
 The namespaces separate the network only: every host shares this machine's
 file system, users and process table. So each host gets its own cluster name
 (``bench<i>``), port (5500+i), backup configuration name (``bench<i>``), backup
-folder and log file (see ``host_vars``).
+folder, log file, engine folder and command (see ``host_vars``).
 
 Everything is found again by its name or prefix, so ``down`` also cleans up
 after an ``up`` that was killed half way, and running it twice is harmless.
@@ -23,7 +23,7 @@ the clusters dropped (their postmasters live inside the namespaces), any other
 process still inside a namespace (started through our sshd) stopped by PID,
 then the veths, the bridge, the namespaces, the backup role's cron entries,
 configurations and logrotate files (the role's ``tasks_from: remove.yml``,
-run locally), the backup folders and logs, and the state directory.
+run locally), the backup folders, logs and engines, and the state directory.
 """
 
 import glob
@@ -52,6 +52,7 @@ CLUSTER_PREFIX = 'bench'      # clusters, backup config names: bench<i>
 PORT_BASE = 5500
 BACKUP_DEST_ROOT = '/var/backups/dbdv-bench'
 BACKUP_LOG_ROOT = '/var/log/dbdv-bench'
+ENGINE_ROOT = '/var/lib/dbdv-bench'   # each host's backup engine and command: engine<i>/
 BACKUP_CONFIG_DIR = '/etc/dbdevops-backup'
 SSHD = '/usr/sbin/sshd'
 SSHD_PRIVSEP_DIR = '/run/sshd'
@@ -93,6 +94,10 @@ def host_vars(i):
         'backup_login_port': PORT_BASE + i,
         'backup_dest': '%s/%s' % (BACKUP_DEST_ROOT, name),
         'backup_log_file': '%s/%s.log' % (BACKUP_LOG_ROOT, name),
+        # its own engine and command, as a real host has (not /usr/local, shared with
+        # every other use of the collection on this machine)
+        'backup_install_dir': '%s/engine%d' % (ENGINE_ROOT, i),
+        'backup_command': '%s/engine%d/dbdevops-backup' % (ENGINE_ROOT, i),
     }
 
 
@@ -114,6 +119,10 @@ def inventory(state, extra_host_vars=None):
             'ansible_control_path': control_path(d, i),
             'ansible_ssh_common_args': '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null '
                                        '-o LogLevel=ERROR',
+            # the default 10 s (connection and the su prompt of become) is too short for
+            # 20 hosts on 2 loaded CPUs: one host of the first N=20 run was dropped as
+            # "Timeout (12s) waiting for privilege escalation prompt"
+            'ansible_timeout': 60,
         }
         hv.update(host_vars(i))
         if extra_host_vars:
@@ -388,7 +397,7 @@ def remove_backups(names=None):
             res = run(['ansible-playbook', '-i', 'localhost,', play], check=False, quiet=True, env=_ansible_env())
             if res.returncode != 0:
                 log('backup remove play failed (rc %d):\n%s' % (res.returncode, res.stdout[-3000:]))
-    for path in (BACKUP_DEST_ROOT, BACKUP_LOG_ROOT):
+    for path in (BACKUP_DEST_ROOT, BACKUP_LOG_ROOT, ENGINE_ROOT):
         shutil.rmtree(path, ignore_errors=True)
     return names
 
@@ -458,7 +467,8 @@ def leftovers():
             CLUSTER_PREFIX, CLUSTER_PREFIX), l)],
         'backup configs bench*': sorted(glob.glob(os.path.join(BACKUP_CONFIG_DIR, CLUSTER_PREFIX + '[0-9]*'))),
         'logrotate dbdevops-bench*': sorted(glob.glob('/etc/logrotate.d/dbdevops-%s[0-9]*' % CLUSTER_PREFIX)),
-        'backup/log folders': [p for p in (BACKUP_DEST_ROOT, BACKUP_LOG_ROOT) if os.path.exists(p)],
+        'backup/log/engine folders': [p for p in (BACKUP_DEST_ROOT, BACKUP_LOG_ROOT, ENGINE_ROOT)
+                                      if os.path.exists(p)],
         'state dirs /tmp/dbdv-bench-*': sorted(glob.glob(STATE_GLOB)),
     }
 

@@ -84,20 +84,12 @@ notes:
     cause (refused, bad password, unknown database, missing psycopg2).
 '''
 
-    # The src and dst blocks of modules that read two databases (data_compare,
-    # schema_diff), documented once: use with dbdevops.postgresql.connection.
-    # A module may add keys to an option here (required: true) or replace its
-    # description; the suboptions stay shared.
-    BLOCKS = r'''
-options:
-  src:
-    description:
-      - Connection to the source database.
-      - Every suboption not given here takes the value of the top-level option of the same name
-        (which may come from the environment), so two databases on one server need only
-        O(src.db) and O(dst.db).
-    type: dict
-    suboptions: &connection_block
+    # The connection blocks of modules that talk to several servers, documented once
+    # (use with dbdevops.postgresql.connection): src/dst (data_compare, schema_diff),
+    # primary/standby (failover_drill), nodes (replication_info). A module may add keys
+    # to an option here (required: true) or replace its description; the suboptions
+    # stay shared.
+    _BLOCK = r'''
       login_user:
         description:
           - The role to log in as. Default O(login_user).
@@ -147,9 +139,48 @@ options:
         description:
           - Further libpq connection parameters. Default O(connect_params).
         type: dict
-  dst:
+'''
+
+    BLOCKS = r'''
+options:
+  src:
+    description:
+      - Connection to the source database.
+      - Every suboption not given here takes the value of the top-level option of the same name
+        (which may come from the environment), so two databases on one server need only
+        O(src.db) and O(dst.db).
+    type: dict
+    suboptions:''' + _BLOCK + r'''  dst:
     description:
       - Connection to the destination database; same suboptions and defaults as O(src).
     type: dict
-    suboptions: *connection_block
-'''
+    suboptions:''' + _BLOCK
+
+    PAIR = r'''
+options:
+  primary:
+    description:
+      - Connection to the primary; what it leaves unset comes from the top-level connection options.
+    type: dict
+    required: true
+    suboptions:''' + _BLOCK + r'''  standby:
+    description: Connection to its standby; same suboptions and defaults as O(primary).
+    type: dict
+    required: true
+    suboptions:''' + _BLOCK
+
+    NODES = r'''
+options:
+  nodes:
+    description:
+      - The nodes to read, each a connection block (the suboptions of the connection options, plus O(nodes[].name)).
+        What a block leaves unset comes from the top-level connection options.
+      - Empty - the one server of the top-level connection options.
+    type: list
+    elements: dict
+    default: []
+    suboptions:
+      name:
+        description: How the node is named in the results. Default C(host:port).
+        type: str''' + _BLOCK
+

@@ -45,7 +45,7 @@ class SchemaDiffOptions(object):
     src: dict = option(type='dict', cli=False)
     dst: dict = option(type='dict', cli=False)
     dest: str = option(type='path')
-    exclude_tables: list = option(['public.schema_migrations'], type='list', elements='str')
+    exclude_tables: list = option(['public.dbdevops_schema_history', 'public.schema_migrations'], type='list', elements='str')
     target_db: str = _deprecated()
     target_login_host: str = _deprecated()
     target_login_port: int = _deprecated('int')

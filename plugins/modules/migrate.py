@@ -20,6 +20,22 @@ description:
     C(U<version>__<description>.sql), repeatable C(R__<description>.sql), or the
     pair convention C(<version>_<name>.up.sql) / C(.down.sql). A misnamed C(.sql)
     file or two files for one version is an error naming the files.
+  - dbmate files, C(<version>_<name>.sql) with a C(-- migrate:up) and optionally a
+    C(-- migrate:down) section, are read as they are (each section is a file of its own, with
+    the line numbers of the file; C(transaction:false) after a marker runs it outside a transaction).
+  - A folder per migration, C(<version>_<name>/up.sql) with optional C(down.sql) (Diesel,
+    Sourcegraph) or C(migration.sql) (Prisma), is read as well; Diesel's C(2019-01-01-000000)
+    is version C(20190101000000), as Diesel records it, and a C(metadata.toml) with
+    C(run_in_transaction = false) (or a C(metadata.yaml) with C(createIndexConcurrently) true)
+    runs the file outside a transaction. One folder uses one layout; flat versioned files next to
+    migration folders are an error naming one of each (C(R__) files may stay).
+  - The history table is C(dbdevops_schema_history) unless O(history_table) is given. A database
+    migrated by an earlier release keeps its history in C(schema_migrations) (the old default,
+    recognised by its columns) with a warning saying how to rename it.
+  - History tables of other tools (dbmate, golang-migrate, Flyway, Diesel, Rails, sqitch,
+    Liquibase, Alembic, goose, Prisma, ...) are recognised and named in the refusal to run on a
+    database with objects and no history; O(adopt_from) imports the versions dbmate,
+    golang-migrate, Flyway or Diesel applied, so a team can switch in one run.
   - A file whose text contains the line C(-- dbdevops:transaction=off) runs
     outside a transaction, one statement per round trip (for
     C(CREATE INDEX CONCURRENTLY)); a failure names the statement and which ones ran.
@@ -117,9 +133,41 @@ options:
     default: public
   history_table:
     description:
-      - Name of the history table; created on first use.
+      - Name of the history table; created on first use. Used as given when set.
+      - When not set, C(dbdevops_schema_history); but when that table does not exist and
+        C(schema_migrations) with this collection's columns does (made by a release before 0.2.0,
+        whose default it was), C(schema_migrations) is used, with a warning naming the
+        C(ALTER TABLE ... RENAME) that moves it to the new name.
+      - C(schema_migrations) is also the table of dbmate, golang-migrate and Rails; pointing this
+        option at another tool's history is an error naming the tool (see O(adopt_from)).
     type: str
-    default: schema_migrations
+  adopt_from:
+    description:
+      - Import another tool's history into this collection's history when the latter does not
+        exist yet, in the transaction that creates it; then newer files run in the same run.
+      - V(dbmate) (C(schema_migrations(version))), V(golang-migrate)
+        (C(schema_migrations(version, dirty)); every file up to its version counts as applied),
+        V(flyway) (C(flyway_schema_history); baselines, undos and repeatables included),
+        V(diesel) (C(__diesel_schema_migrations)), or V(auto) for the one such table found (none
+        found is not an error).
+      - Applied versions are matched to the local files by version and recorded with this
+        collection's checksums of those files (Flyway's CRC-32 checksums are compared and
+        differences reported as warnings). Applied versions without a local file are recorded as
+        applied without a checksum and never run; local files newer than the other history run.
+      - A dirty golang-migrate history or a Flyway history with failed migrations is refused.
+      - Once the history exists nothing is imported again; a pending version that the other
+        tool's history says it applied since is refused rather than run twice.
+      - Check mode reports the import in RV(adopt) and writes nothing.
+    type: str
+    choices: [auto, dbmate, golang-migrate, flyway, diesel]
+    version_added: 0.2.0
+  adopt_table:
+    description:
+      - The other tool's history table as C(table) or C(schema.table), when it is not found by its
+        default name (dbmate C(--migrations-table), Flyway C(table), golang-migrate
+        C(x-migrations-table)). Its columns must be those of O(adopt_from).
+    type: str
+    version_added: 0.2.0
   out_of_order:
     description:
       - Apply pending versions older than the current version. Without it they are an error listing them.
@@ -149,6 +197,18 @@ options:
       - Treat lint findings as errors; nothing runs when there is one.
     type: bool
     default: false
+  lint_rules:
+    description:
+      - Turn lint rules on or off for this project, a mapping of a rule id (or the category
+        C(safety) or C(style)) to true or false, for example C(drop-column=false) and C(style=true)
+        turn off C(drop-column) and turn on every opt-in style rule.
+      - Applied over the defaults and over C(dbdevops-lint.json) in O(path); a file can still
+        silence rules for itself with C(-- dbdevops:lint-ignore=rule,rule).
+      - The rules, their defaults and examples are in C(docs/lint-rules.md); an unknown rule id is
+        an error.
+    type: dict
+    default: {}
+    version_added: 0.2.0
   drop_invalid_indexes:
     description:
       - Before running a non-transactional file, drop INVALID indexes it builds with
@@ -164,8 +224,24 @@ options:
         needs C(CREATEDB)) that each undo file restores the schema fingerprint it had before,
         and that re-applying gives the same schema again. Fails naming the first migration that does not.
       - Also done in check mode, since it does not touch O(db).
+      - The comparison covers the whole schema fingerprint (comments, grants, row-level security
+        and policies, storage parameters, statistics targets, ownership, replica identity, types,
+        domains and the rest); a long definition that differs is shown as a unified diff.
     type: bool
     default: false
+  verify_template:
+    description:
+      - Database copied as the scratch database of O(verify_rollback) (C(CREATE DATABASE ... TEMPLATE)),
+        for extensions and objects the migrations expect but do not create. Default C(template0).
+      - Nobody may be connected to it while the copy is made, and it must not hold the history table.
+    type: str
+    version_added: 0.2.0
+  verify_setup:
+    description:
+      - SQL file run in the scratch database of O(verify_rollback) before the first migration
+        (after the copy of O(verify_template)), for example C(CREATE EXTENSION) statements.
+    type: path
+    version_added: 0.2.0
   applied_by:
     description:
       - Text recorded in the C(applied_by) history column. Default is the login user with the OS user and host.
@@ -200,6 +276,12 @@ EXAMPLES = r'''
     placeholders:
       app_role: app_rw
     lock_timeout: 3s
+
+- name: Switch from dbmate in one run (import its history, then apply newer files)
+  dbdevops.postgresql.migrate:
+    db: app
+    path: /srv/app/migrations
+    adopt_from: dbmate
 
 - name: Roll back to version 20240101120000
   dbdevops.postgresql.migrate:
@@ -272,7 +354,7 @@ lint:
   returned: always
   type: list
   elements: dict
-  sample: [{rule: create-index-not-concurrently, script: V3__idx.sql, line: 1,
+  sample: [{rule: create-index-not-concurrently, severity: warning, script: V3__idx.sql, line: 1,
             message: CREATE INDEX without CONCURRENTLY ..., statement: CREATE INDEX ...}]
 plan:
   description: The plan, with every step and the exact SQL.
@@ -292,6 +374,24 @@ verify_rollback:
   returned: when O(verify_rollback=true)
   type: dict
   sample: {verified: true, checked: ["1", "2"], not_reversible: [], failure: null}
+adopt:
+  description:
+    - What O(adopt_from) imported (in check mode, would import); null when nothing was imported.
+    - C(imported) versions with a local file, C(without_file) versions recorded without one,
+      C(baseline), C(repeatables) (Flyway repeatables whose file is what Flyway last ran),
+      C(newer) local versions above the other history (they run in this run),
+      C(not_applied_older) local versions below its latest that it never applied (pending out of
+      order), C(checksum_differences) (for Flyway, files changed since Flyway applied them), C(rows).
+  returned: always
+  type: dict
+  sample: {tool: dbmate, table: public.schema_migrations, history_table: public.dbdevops_schema_history,
+           imported: ["20240101000001"], without_file: [], baseline: null, repeatables: [],
+           newer: ["20240101000003"], not_applied_older: [], checksum_differences: [], rows: 1}
+history_table:
+  description: The history table used, as C(schema.table).
+  returned: always
+  type: str
+  sample: public.dbdevops_schema_history
 history_created:
   description:
     - Whether this run created the history table (it is created on first use, even when

@@ -20,6 +20,9 @@ description:
     constraints, indexes, views, functions, triggers, sequences, enum types, extensions)
     recorded at the end of the last migration run, and lists the differences.
   - Never changes anything; the history table is not created when missing.
+  - History tables of other migration tools (dbmate, golang-migrate, Flyway, Diesel, Rails, sqitch,
+    Liquibase, ...) are listed in RV(foreign_histories); with no history of this collection, a
+    warning names them and the O(dbdevops.postgresql.migrate#module:adopt_from) that imports them.
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
@@ -57,9 +60,10 @@ options:
     default: public
   history_table:
     description:
-      - Name of the history table.
+      - Name of the history table, as given to M(dbdevops.postgresql.migrate).
+      - When not set, C(dbdevops_schema_history), or C(schema_migrations) when only that exists with
+        this collection's columns (the default before 0.2.0; a warning says how to rename it).
     type: str
-    default: schema_migrations
   fail_on_drift:
     description:
       - Fail when the live schema differs from the recorded fingerprint.
@@ -165,6 +169,21 @@ invalid_indexes:
   elements: dict
   sample: [{index: public.users_email_key, table: public.users,
             definition: "CREATE UNIQUE INDEX users_email_key ON public.users USING btree (email)"}]
+history_table:
+  description: The history table read, as C(schema.table).
+  returned: always
+  type: str
+  sample: public.dbdevops_schema_history
+foreign_histories:
+  description:
+    - History tables of other migration tools found in the database, with the tool, whether
+      M(dbdevops.postgresql.migrate) can adopt it, its number of versions (null for golang-migrate,
+      which keeps only the current one), latest version and what prevents adopting it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{tool: dbmate, table: public.schema_migrations, adoptable: true, versions: 12,
+            latest: "20240101120000", problem: null}]
 history_exists:
   description: Whether the history table exists.
   returned: always

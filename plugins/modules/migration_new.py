@@ -14,7 +14,10 @@ short_description: Scaffold a new migration and its undo file from a template
 version_added: 0.1.0
 description:
   - Writes C(V<version>__<description>.sql) and C(U<version>__<description>.sql) (or the
-    C(.up.sql)/C(.down.sql) pair) into O(path), with a UTC timestamp version by default.
+    C(.up.sql)/C(.down.sql) pair, or a folder C(<version>_<name>/) with C(up.sql) and C(down.sql))
+    into O(path), with a UTC timestamp version by default.
+  - A style of the other layout than the folder already uses (flat files or folders per
+    migration) is refused, since M(dbdevops.postgresql.migrate) does not read a folder mixing them.
   - The built-in templates are the collection's C(templates/migration/up.sql) and C(undo.sql);
     O(template_dir) takes your own.
   - Idempotent on the description; a migration with the same description already in
@@ -46,10 +49,11 @@ options:
     type: str
   style:
     description:
-      - C(flyway) writes C(V)/C(U) files, C(pair) writes C(.up.sql)/C(.down.sql).
+      - C(flyway) writes C(V)/C(U) files, C(pair) writes C(.up.sql)/C(.down.sql), C(folder)
+        writes C(<version>_<name>/up.sql) and C(down.sql) (Diesel and Sourcegraph layout).
     type: str
     default: flyway
-    choices: [flyway, pair]
+    choices: [flyway, pair, folder]
   template_dir:
     description:
       - Folder with C(up.sql) and C(undo.sql) templates; C({description}), C({version}) and

@@ -18,6 +18,14 @@ description:
     the differences, and writes SQL that turns the destination schema into the source schema.
   - The top-level connection options are the defaults of both O(src) and O(dst); what a block
     sets wins. Without O(src) the source is the top-level connection.
+  - The comparison covers the whole schema, that is schemas, tables, columns (with statistics targets,
+    storage, compression, column grants), constraints, indexes, views, functions and procedures,
+    triggers, rules, row-level security and policies, extended statistics, sequences (options,
+    C(OWNED BY)), enum, composite, domain and range types, comments, owners, grants and default
+    privileges, storage parameters, replica identity, publications and extensions. Owners and
+    grantees are compared by role name.
+  - Function bodies in SQL and PL/pgSQL are compared without whitespace between tokens (string
+    literals and comments keep theirs); a long value that differs comes with a unified diff.
   - The script is for review, not for blind use; a rename shows up as a drop plus a create.
   - Reads both databases only; the only change it makes is writing O(dest).
 author:
@@ -57,9 +65,11 @@ options:
         C(table) (for example the migration history).
       - A bare C(table) matches that table in any schema. Names are taken as written (no case
         folding); double-quote a part holding a dot or a quote, as in C("my.schema"."My Table").
+      - The default leaves out the migration history table of M(dbdevops.postgresql.migrate), under
+        its name since 0.2.0 and its older name.
     type: list
     elements: str
-    default: [public.schema_migrations]
+    default: [public.dbdevops_schema_history, public.schema_migrations]
   target_db:
     description:
       - Deprecated, use O(dst.db); removed in version 2.0.0 (see the notes).
@@ -94,7 +104,7 @@ EXAMPLES = r'''
     login_user: postgres
     login_password: "{{ vault_postgres_password }}"
     dest: /tmp/sync-prod.sql
-    exclude_tables: [public.schema_migrations, audit_log]
+    exclude_tables: [public.dbdevops_schema_history, audit_log]
     src: {login_host: staging-db.example.com, db: app}
     dst: {login_host: prod-db.example.com, db: app}
 '''
@@ -108,17 +118,26 @@ identical:
   type: bool
   sample: false
 differences:
-  description: What the destination lacks, has extra, or has differently, relative to the source.
+  description:
+    - What the destination lacks (C(added)), has extra (C(removed)), or has differently (C(changed)),
+      relative to the source; C(detail) names each changed attribute with its old and new value.
+    - C(diff), when present, is a unified diff (list of lines) of the long values that differ
+      (a function or view definition), from the destination to the source, never cut.
   returned: always
   type: list
   elements: dict
-  sample: [{change: added, object: index public.users_email_idx, detail: CREATE INDEX ...}]
+  sample: [{change: added, object: index public.users_email_idx, detail: CREATE INDEX ...},
+           {change: changed, object: table public.users, detail: "acl: +reporting: SELECT; rls: false -> true"}]
 summary:
-  description: The differences as one line each (at most 500, then a count of the rest).
+  description:
+    - The differences as one text each (at most 500, then a count of the rest); a difference with
+      a unified diff has it on the following lines, indented, at most 300 diff lines in all
+      (then C(... N more lines)).
   returned: always
   type: list
   elements: str
-  sample: ["+ index public.users_email_idx (CREATE INDEX users_email_idx ON public.users ...)"]
+  sample: ["+ index public.users_email_idx (CREATE INDEX users_email_idx ON public.users ...)",
+           "~ column public.users.email (comment: null -> login address)"]
 sync_script:
   description: SQL turning the destination schema into the source schema.
   returned: always

@@ -43,13 +43,17 @@ class PlaybookRun(object):
             self.status, self.rc, self.failures(), self.stats)
 
 
-def localhost_inventory(hostvars):
-    host = dict(ansible_connection='local', ansible_python_interpreter='/usr/bin/python3')
-    host.update(hostvars)
-    return {'all': {'children': {'postgresql': {'hosts': {'localhost': host}}}}}
+def localhost_inventory(hostvars, groups=None):
+    """``localhost`` in group postgresql; ``groups`` adds {group: {host: vars}}, each host a local connection
+    too (this machine under another name, as the lab's standby is)."""
+    local = dict(ansible_connection='local', ansible_python_interpreter='/usr/bin/python3')
+    children = {'postgresql': {'hosts': {'localhost': dict(local, **hostvars)}}}
+    for group, hosts in (groups or {}).items():
+        children[group] = {'hosts': dict((name, dict(local, **host_vars)) for name, host_vars in hosts.items())}
+    return {'all': {'children': children}}
 
 
-def run_playbook(name, hostvars, tmp, extravars=None, check=False, diff=False):
+def run_playbook(name, hostvars, tmp, extravars=None, check=False, diff=False, groups=None):
     """Run playbooks/<name> through ansible-runner; returns a PlaybookRun."""
     private = os.path.join(str(tmp), 'runner-%s-%d' % (name.replace('.yml', ''), len(os.listdir(str(tmp)))))
     os.makedirs(private)
@@ -58,6 +62,6 @@ def run_playbook(name, hostvars, tmp, extravars=None, check=False, diff=False):
                    if k in os.environ)
     envvars['ANSIBLE_NOCOLOR'] = '1'
     runner = ansible_runner.run(private_data_dir=private, playbook=os.path.join(PLAYBOOKS, name),
-                                inventory=localhost_inventory(hostvars), extravars=extravars or {},
+                                inventory=localhost_inventory(hostvars, groups), extravars=extravars or {},
                                 envvars=envvars, cmdline=cmdline or None, quiet=True)
     return PlaybookRun(runner)

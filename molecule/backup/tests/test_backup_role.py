@@ -45,10 +45,15 @@ def test_files_and_modes(host):
     assert data['retention_keep_last'] == 3 and 'retention' not in data  # flat, as the module names them
     dest = host.file(VARS['backup_dest'])
     assert dest.user == 'postgres' and dest.mode == 0o700
-    package = '/usr/local/lib/dbdevops/ansible_collections/dbdevops/postgresql/plugins/module_utils'
-    assert host.file(package + '/backup/engine.py').exists
-    assert host.file(package + '/_pgclient.py').exists and host.file(package + '/_options.py').exists
-    assert not host.file(package + '/_module.py').exists  # the one file that imports Ansible
+    engine = host.file('/usr/local/lib/dbdevops/dbdevops_postgresql_engine.zip')
+    assert engine.user == 'root' and engine.mode == 0o644
+    # the engine is one zip of module_utils; the folder layout of older role versions is gone
+    assert not host.file('/usr/local/lib/dbdevops/ansible_collections/dbdevops/postgresql').exists
+    package = 'ansible_collections/dbdevops/postgresql/plugins/module_utils/'
+    names = host.check_output("/usr/bin/python3 -c 'import sys, zipfile; print(*zipfile.ZipFile(sys.argv[1]).namelist())' "
+                              + engine.path).split()
+    assert {package + 'backup/engine.py', package + '_pgclient.py', package + '_options.py'} <= set(names)
+    assert package + '_module.py' not in names  # the one file that imports Ansible
 
 
 def test_command_by_hand_produces_a_verified_backup(host):

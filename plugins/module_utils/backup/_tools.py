@@ -106,17 +106,25 @@ def resolve_owner(os_owner):
     return entry.pw_uid, entry.pw_gid
 
 
+def secure_path(path, mode, owner):
+    """chmod/chown ``path`` to ``mode`` and ``owner`` (uid, gid) where they differ.
+
+    Only where they differ: a change dirties the inode, so an fsync done
+    before would have to write it again.
+    """
+    info = os.lstat(path)
+    if info.st_mode & 0o7777 != mode:
+        os.chmod(path, mode)
+    if owner and (info.st_uid, info.st_gid) != tuple(owner):
+        os.chown(path, owner[0], owner[1])
+
+
 def secure_tree(root, owner):
     """Folders 0700, files 0600, owned by ``owner`` (uid, gid) when given."""
     for dirpath, dirnames, filenames in os.walk(root):
-        os.chmod(dirpath, 0o700)
-        if owner:
-            os.chown(dirpath, owner[0], owner[1])
+        secure_path(dirpath, 0o700, owner)
         for name in filenames:
-            path = os.path.join(dirpath, name)
-            os.chmod(path, 0o600)
-            if owner:
-                os.chown(path, owner[0], owner[1])
+            secure_path(os.path.join(dirpath, name), 0o600, owner)
 
 
 def ensure_dir(path, owner):

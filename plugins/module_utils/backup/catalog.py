@@ -106,6 +106,12 @@ def read_manifest(folder):
     return manifest
 
 
+def _canonical(manifest):
+    """A manifest's canonical JSON text, without ``manifest_sha256`` and keys starting with ``_``."""
+    body = dict((k, v) for k, v in manifest.items() if k != MANIFEST_SHA256 and not k.startswith('_'))
+    return json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
+
+
 def manifest_digest(manifest):
     """SHA-256 of a manifest's canonical JSON, leaving out ``manifest_sha256`` itself.
 
@@ -113,15 +119,27 @@ def manifest_digest(manifest):
     (callers may keep notes in the dict they hold, e.g. ``find_backup``'s
     ``_warnings``).
     """
-    body = dict((k, v) for k, v in manifest.items() if k != MANIFEST_SHA256 and not k.startswith('_'))
-    text = json.dumps(body, sort_keys=True, separators=(',', ':'), ensure_ascii=True)
-    return hashlib.sha256(text.encode('ascii')).hexdigest()
+    return hashlib.sha256(_canonical(manifest).encode('ascii')).hexdigest()
 
 
 def seal_manifest(manifest):
-    """The manifest with its ``manifest_sha256`` set (the engine writes this)."""
+    """The manifest with its ``manifest_sha256`` set."""
     manifest[MANIFEST_SHA256] = manifest_digest(manifest)
     return manifest
+
+
+def sealed_manifest_bytes(manifest):
+    """What the engine writes as manifest.json: the canonical JSON with ``manifest_sha256``
+    first, encoded once (sets ``manifest_sha256`` in ``manifest`` too).
+
+    ``python -m json.tool manifest.json`` shows it indented.
+    """
+    text = _canonical(manifest)
+    digest = hashlib.sha256(text.encode('ascii')).hexdigest()
+    manifest[MANIFEST_SHA256] = digest
+    if text == '{}':
+        return ('{"%s":"%s"}' % (MANIFEST_SHA256, digest)).encode('ascii')
+    return ('{"%s":"%s",%s' % (MANIFEST_SHA256, digest, text[1:])).encode('ascii')
 
 
 def manifest_notes(manifest):

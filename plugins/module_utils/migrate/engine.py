@@ -23,13 +23,14 @@ import time
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import adopt as madopt
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lock
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.executor import (
     Executor, actor, session_settings)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.history import (
-    HistoryTable, row_summary)
+    History, HistoryTable, resolve_table, row_summary)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.planner import (
     all_invalid_indexes, build_plan)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
@@ -42,6 +43,34 @@ def make_diff(before_version, after_version, sql):
     return dict(before_header='version', after_header='version',
                 before='version: %s\n' % (before_version or 'none'),
                 after='version: %s\n%s' % (after_version or 'none', sql))
+
+
+def _resolve_history(engine, conn):
+    """Settle which history table the engine uses (``history.resolve_table``), once."""
+    if engine._table_warnings is not None:
+        return
+    opts = engine.opts
+    name, engine._table_warnings = resolve_table(conn, opts.history_schema, opts.history_table,
+                                                 getattr(opts, 'history_table_given', True))
+    if name != opts.history_table:
+        opts.history_table = name
+        engine.history = HistoryTable(opts.history_schema, name)
+
+
+def _adoption_text(report):
+    """The adoption as SQL comments at the head of the plan's SQL (diff, check mode)."""
+    if not report:
+        return ''
+    lines = ['-- adopt %s history %s into %s' % (report['tool'], report['table'], report['history_table'])]
+    if report['baseline']:
+        lines.append('--   baseline %s' % report['baseline'])
+    if report['imported']:
+        lines.append('--   applied: %s' % ', '.join(report['imported']))
+    if report['without_file']:
+        lines.append('--   applied, no local file: %s' % ', '.join(report['without_file']))
+    if report['repeatables']:
+        lines.append('--   repeatables as Flyway ran them: %s' % ', '.join(report['repeatables']))
+    return '\n'.join(lines) + '\n\n'
 
 
 def _masking(method):
@@ -75,6 +104,7 @@ class MigrateEngine(object):
         self.sleep = sleep
         self.history = HistoryTable(options.history_schema, options.history_table)
         self._files = None
+        self._table_warnings = None     # set once the history table is settled (_resolve_history)
 
     def files(self):
         if self._files is None:
@@ -93,22 +123,75 @@ class MigrateEngine(object):
         conn = open_connection(self.params, application_name='dbdevops-migrate')
         try:
             session_settings(conn, self.opts)       # a bad timeout value fails here, in check mode too
+            _resolve_history(self, conn)
             history, exists = self.history.read(conn)
-            if not exists and self.opts.baseline_version is None:
-                self.history.refuse_lost_history(conn)
+            adopted, notes = None, []
+            if not exists:
+                history, adopted, notes = self._adopt_or_refuse(conn)
             migration = build_plan(history, self.files(), self.opts, catalog_conn=conn)
+            if exists and self.opts.adopt_from:
+                self._refuse_adopted_pending(conn, migration)
         finally:
             conn.close()
         migration.history_exists = exists
+        migration.warnings[:0] = self._table_warnings + notes
         values = self._values(migration, [], migration.current_version, migration.pending, report)
-        values.update(history_created=not exists, lock_wait_s=0.0)
-        return Plan(migration.changed, values, warnings=migration.warnings,
-                    diff=self._diff(migration, migration.target_version),
-                    work=dict(migration=migration, rows=history.rows, verify_rollback=report))
+        values.update(history_created=not exists, lock_wait_s=0.0, adopt=adopted,
+                      history_table=self.history.where)
+        changed = migration.changed or bool(adopted and history.rows)
+        return Plan(changed, values, warnings=migration.warnings,
+                    diff=self._diff(migration, migration.target_version, adopted),
+                    work=dict(migration=migration, rows=None if adopted else history.rows,
+                              verify_rollback=report))
+
+    def _adopt_or_refuse(self, conn):
+        """With no history table: ``(History, adoption report or None, warnings)``.
+
+        ``adopt_from`` imports another tool's history (``adopt``); else a database
+        with objects is refused unless baseline_version is set, naming any other
+        tool's history found.
+        """
+        found = madopt.find(conn)
+        chosen = None
+        if self.opts.adopt_from:
+            chosen = madopt.choose(conn, self.opts.adopt_from, self.opts.adopt_table, found)
+        if chosen is None:
+            if self.opts.baseline_version is None:
+                self.history.refuse_lost_history(conn, found)
+            notes = ['%s; baseline_version is set, so it is not imported' % madopt.describe(found)] if found else []
+            return History([]), None, notes
+        rows, adopted = madopt.adoption(chosen, self.files(), actor(self.params, self.opts))
+        adopted.update(history_table=self.history.where, rows=len(rows))
+        return History(rows, self.history.where), adopted, madopt.warnings_of(adopted)
+
+    def _refuse_adopted_pending(self, conn, migration):
+        """After an adoption: refuse to run a version the other tool's history says it applied since."""
+        try:
+            chosen = madopt.choose(conn, self.opts.adopt_from, self.opts.adopt_table, madopt.find(conn))
+        except MigrationError:
+            return      # the other history is gone or unusable now: nothing to compare with
+        if chosen is None:
+            return
+        theirs = chosen.applied_keys(self.files())
+        clash = [s.script for s in migration.steps if s.kind == 'versioned' and s.file.key in theirs]
+        if clash:
+            raise MigrationError(
+                '%s would run %s, but %s says %s applied (was %s run after the adoption?); running '
+                'them again could apply them twice. Record them by hand or remove adopt_from after '
+                'checking; nothing was applied' % (
+                    self.history.where, ', '.join(clash), chosen.text(),
+                    'it is' if len(clash) == 1 else 'they are', chosen.tool),
+                adopted_pending=clash)
 
     @_masking
     def apply(self, plan):
         """Take the lock, plan again unless the history moved meanwhile, apply; a result dict."""
+        if self._table_warnings is None:
+            conn = open_connection(self.params, application_name='dbdevops-migrate')
+            try:
+                _resolve_history(self, conn)
+            finally:
+                conn.close()
         lock_conn = lock.connect_lock_session(self.params)
         try:
             waited = lock.acquire(lock_conn, self.opts.history_schema, self.opts.history_table,
@@ -117,10 +200,12 @@ class MigrateEngine(object):
             conn = open_connection(self.params, application_name='dbdevops-migrate')
             try:
                 session_settings(conn, self.opts)
-                history, created = self._history_under_lock(conn)
+                history, created, adopted = self._history_under_lock(conn)
                 migration = plan.work.get('migration')
                 if migration is None or history.rows != plan.work.get('rows'):
                     migration = build_plan(history, self.files(), self.opts, catalog_conn=conn)
+                extra = self._table_warnings + (madopt.warnings_of(adopted) if adopted else [])
+                migration.warnings[:0] = [w for w in extra if w not in migration.warnings]
                 self._finish_killed_run(conn, history, migration)
                 executor = Executor(conn, self.opts, self.history, actor(self.params, self.opts),
                                     self.sleep, guard=guard)
@@ -135,19 +220,26 @@ class MigrateEngine(object):
         values = self._values(migration, applied, current,
                               [mfiles.version_text(k) for k in history.pending(self.files())],
                               plan.work.get('verify_rollback'))
-        values.update(history_created=created, lock_wait_s=round(waited, 3))
-        return finish(values, changed=bool(applied), warnings=migration.warnings,
-                      diff=self._diff(migration, current) if applied else None)
+        imported = bool(adopted and adopted['rows'])
+        values.update(history_created=created, lock_wait_s=round(waited, 3), adopt=adopted,
+                      history_table=self.history.where)
+        return finish(values, changed=bool(applied) or imported, warnings=migration.warnings,
+                      diff=self._diff(migration, current, adopted) if applied or imported else None)
 
     def _history_under_lock(self, conn):
-        """(History, created): the history read under the lock; a lost history refused first."""
+        """(History, created, adoption): the history read under the lock; a lost history
+        refused or another tool's history adopted (in the transaction creating ours) first."""
         history, exists = self.history.read(conn)
         if exists:
-            return history, False
-        if self.opts.baseline_version is None:
-            self.history.refuse_lost_history(conn)
-        self.history.ensure(conn)
-        return self.history.read(conn)[0], True
+            return history, False, None
+        adopted_history, adopted, _notes = self._adopt_or_refuse(conn)
+        rows = adopted_history.rows
+        self.history.ensure(conn, rows=rows)
+        if rows and self.opts.record_fingerprint:
+            self.history.store_fingerprint(conn, rows[-1]['installed_rank'])
+        if adopted is not None:
+            adopted['rows'] = len(rows)
+        return self.history.read(conn)[0], True, adopted
 
     def _finish_killed_run(self, conn, history, migration):
         """A run killed half way stored no fingerprint: record the live schema's on its last row."""
@@ -182,10 +274,11 @@ class MigrateEngine(object):
         return values
 
     @staticmethod
-    def _diff(migration, after_version):
-        if not migration.changed:
+    def _diff(migration, after_version, adopted=None):
+        if not migration.changed and not (adopted and adopted['rows']):
             return None
-        return make_diff(migration.current_version, after_version, migration.sql_text())
+        before = None if adopted else migration.current_version
+        return make_diff(before, after_version, _adoption_text(adopted) + migration.sql_text())
 
 
 class MigrationInfoEngine(object):
@@ -195,6 +288,7 @@ class MigrationInfoEngine(object):
         self.params = params
         self.opts = options
         self.history = HistoryTable(options.history_schema, options.history_table)
+        self._table_warnings = None
 
     def masker(self):
         return mfiles.Masker(self.opts.secret_placeholders)
@@ -204,18 +298,25 @@ class MigrationInfoEngine(object):
         files = mfiles.discover(self.opts.path, self.opts.placeholders, self.opts.secret_placeholders)
         conn = open_connection(self.params, application_name='dbdevops-migration-info')
         try:
+            _resolve_history(self, conn)
             history, exists = self.history.read(conn)
             info = self._state(history, files)
             info['history_exists'] = exists
+            info['history_table'] = self.history.where
+            found = madopt.find(conn)
+            info['foreign_histories'] = [f.summary() for f in found]
             info['drift'] = self._drift(conn, history)
             info['invalid_indexes'] = all_invalid_indexes(conn)
         finally:
             conn.close()
+        warnings = list(self._table_warnings)
+        if found and not exists:
+            warnings.append('no history table %s: %s' % (self.history.where, madopt.describe(found)))
         drift = info['drift']
         if self.opts.fail_on_drift and drift['drifted']:
             raise MigrationError('schema drift since version %s: %s' % (
                 drift['since_version'], '; '.join(drift['summary'])), **info)
-        return Plan(False, info)
+        return Plan(False, info, warnings=warnings)
 
     def apply(self, plan):
         return plan.result()

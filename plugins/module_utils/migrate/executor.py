@@ -5,7 +5,8 @@
 
 A transactional file runs in one transaction together with its history row;
 a file marked ``-- dbdevops:transaction=off`` runs one statement per round
-trip.  A failure is recorded as a ``success = false`` row and raised as a
+trip.  A ``COPY ... FROM stdin`` sends the rows written after it in the file
+(``copy_expert``), in either kind of file.  A failure is recorded as a ``success = false`` row and raised as a
 MigrationError naming file, line and statement.  No Ansible imports.
 """
 
@@ -14,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import getpass
+import io
 import re
 import socket
 import time
@@ -85,6 +87,38 @@ def actor(params, opts):
     except (KeyError, OSError):
         osuser = 'unknown'
     return '%s (%s@%s)' % (params.login_user, osuser, socket.gethostname())
+
+
+def execute(cur, stmt, prefix=''):
+    """Run one statement; a ``COPY ... FROM stdin`` sends its inline rows (``stmt.data``).
+
+    ``prefix`` (``BEGIN;`` ...) travels with an ordinary statement; before a COPY it is
+    its own execute, since the COPY goes through ``copy_expert``.
+    """
+    if stmt.data is None:
+        cur.execute(prefix + stmt.text)
+        return
+    if prefix:
+        cur.execute(prefix)
+    cur.copy_expert(stmt.text, io.StringIO(stmt.data))
+
+
+_COPY_CONTEXT = re.compile(r'^COPY [^\n]*?, line (\d+)', re.M)
+
+
+def copy_row(stmt, exc):
+    """The row of the inline COPY data the server names in the error's context, or None."""
+    if stmt is None or stmt.data is None or exc is None:
+        return None
+    diag = getattr(exc, 'diag', None)
+    m = _COPY_CONTEXT.search(getattr(diag, 'context', None) or '') if diag else None
+    return int(m.group(1)) if m else None
+
+
+def failed_line(stmt, exc):
+    """The file line of a failure: the bad row of inline COPY data, else the statement's first line."""
+    row = copy_row(stmt, exc)
+    return stmt.data_line + row - 1 if row and stmt.data_line else stmt.line
 
 
 def _rollback(conn):
@@ -229,12 +263,15 @@ class Executor(object):
             progress.update(stmt=None, ran=0, started=time.time())
             with self.conn.cursor() as cur:
                 begin = opening
-                for stmt in statements[:-1]:
+                last = statements[-1] if statements else None
+                # a COPY with inline rows cannot ride along with the history row
+                alone = statements if last is None or last.data is not None else statements[:-1]
+                for stmt in alone:
                     progress['stmt'] = stmt
-                    cur.execute(begin + stmt.text)
+                    execute(cur, stmt, begin)
                     begin = ''
                     progress['ran'] += 1
-                stmt = progress['stmt'] = statements[-1] if statements else None
+                stmt = progress['stmt'] = last if len(alone) < len(statements) else None
                 head = begin + (stmt.text + '\n;\n' if stmt is not None else '')
                 try:
                     cur.execute(head + record + ';\nCOMMIT')
@@ -287,7 +324,7 @@ class Executor(object):
             for ran, stmt in enumerate(statements):
                 if ran:
                     self._ensure_lock(step, ran, len(statements), applied)
-                error, attempts = with_lock_retries(lambda text=stmt.text: cur.execute(text),
+                error, attempts = with_lock_retries(lambda s=stmt: execute(cur, s),
                                                     self.opts.lock_retries, self.sleep)
                 if error is not None:
                     self._fail_autocommit(step, rank, started, applied, (stmt, error, ran, attempts))
@@ -342,7 +379,10 @@ class Executor(object):
 
     @staticmethod
     def _failure_message(step, stmt, exc, ran, total, transactional, attempts):
-        where = ('%s line %d' % (step.script, stmt.line)) if stmt else step.script
+        where = ('%s line %d' % (step.script, failed_line(stmt, exc))) if stmt else step.script
+        row = copy_row(stmt, exc)
+        if row:
+            where += ' (row %d of the COPY data of line %d)' % (row, stmt.line)
         text = '%s failed at %s: %s' % (step.label(), where, pg_error_text(exc))
         if stmt is not None:
             text += '; statement: %s' % stmt.short()
@@ -357,7 +397,7 @@ class Executor(object):
 
     @staticmethod
     def _failure_details(step, stmt, exc, applied, ran):
-        return dict(file=step.script, line=stmt.line if stmt else None,
+        return dict(file=step.script, line=failed_line(stmt, exc) if stmt else None,
                     statement=stmt.text if stmt else None, sqlstate=sqlstate(exc) if exc else None,
                     applied=list(applied), changed=bool(applied), statements_ran_count=ran)
 

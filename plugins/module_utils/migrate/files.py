@@ -8,7 +8,17 @@ Accepted names (anything else ending in ``.sql`` is an error naming the file):
 * ``V<version>__<description>.sql``  versioned (Flyway style)
 * ``U<version>__<description>.sql``  undo of that version
 * ``R__<description>.sql``           repeatable, re-applied when its checksum changes
-* ``<version>_<name>.up.sql`` / ``<version>_<name>.down.sql``  (dbmate/golang-migrate pair)
+* ``<version>_<name>.up.sql`` / ``<version>_<name>.down.sql``  (golang-migrate pair)
+* ``<version>_<name>.sql`` with ``-- migrate:up`` and optionally ``-- migrate:down``
+  sections (dbmate); ``transaction:false`` after a marker runs that part
+  outside a transaction.  Each part keeps the file's line numbers.
+* a folder ``<version>_<name>/`` holding ``up.sql`` and optionally ``down.sql``
+  (Diesel, Sourcegraph; ``<version>`` may be Diesel's ``2019-01-01-000000``,
+  stored as ``20190101000000`` as Diesel does), or ``migration.sql`` alone
+  (Prisma).  A Diesel ``metadata.toml`` with ``run_in_transaction = false``
+  or a Sourcegraph ``metadata.yaml`` with ``createIndexConcurrently: true``
+  runs the file outside a transaction.  The folder layout and flat
+  versioned files cannot be mixed in one folder (repeatables can).
 
 ``<version>`` is dotted numbers (``1``, ``1.2.10``; ``_`` is accepted in place
 of ``.`` in the Flyway style) or a UTC timestamp such as ``20240101120000``;
@@ -38,6 +48,10 @@ _VERSION = r'(\d+(?:[._]\d+)*)'
 _FLYWAY = re.compile(r'^([VU])' + _VERSION + r'__(.+)\.sql$')
 _REPEATABLE = re.compile(r'^R__(.+)\.sql$')
 _PAIR = re.compile(r'^(\d+(?:\.\d+)*)_(.+)\.(up|down)\.sql$')
+_FOLDER = re.compile(r'^(\d{4}-\d{2}-\d{2}-\d{6}|\d+(?:\.\d+)*)(?:_(.+))?$')
+_FOLDER_FILES = ('up.sql', 'down.sql', 'migration.sql')
+_DBMATE = re.compile(r'^(\d+)_(.+)\.sql$')
+_DBMATE_MARK = re.compile(r'^--[ \t]*migrate:(up|down)\b([^\n]*)$', re.M)
 _PLACEHOLDER = re.compile(r'\$\{([A-Za-z_][A-Za-z0-9_.]*)\}')
 _DIRECTIVE = re.compile(r'^[ \t]*--[ \t]*dbdevops:([A-Za-z_-]+)[ \t]*=[ \t]*([^\n]*?)[ \t]*$', re.M)
 _KNOWN_DIRECTIVES = {'transaction': ('on', 'off'), 'lint-ignore': None}
@@ -148,13 +162,13 @@ class Masker(object):
 class MigrationFile(object):
     """One file of the folder, read and prepared (placeholders applied)."""
 
-    def __init__(self, kind, version, description, path, text, shown=None):
+    def __init__(self, kind, version, description, path, text, shown=None, script=None):
         self.kind = kind
         self.key = version_key(version) if version is not None else None
         self.version = version_text(self.key) if self.key is not None else None
         self.description = description
         self.path = path
-        self.script = os.path.basename(path)
+        self.script = script or os.path.basename(path)   # <folder>/up.sql in the folder layout
         self.sql = text                   # what runs (secret placeholders substituted)
         self.shown = text if shown is None else shown   # what is shown: secrets masked
         self.checksum = checksum(self.shown)            # a new secret value is not a new file
@@ -196,7 +210,7 @@ class MigrationFile(object):
 # function's own); anything else, and any text calling set_config, may
 _SESSION_SAFE = re.compile(r'(CREATE|ALTER|DROP|INSERT|UPDATE|DELETE|MERGE|COMMENT|GRANT|REVOKE|TRUNCATE|'
                            r'REFRESH|REINDEX|VACUUM|ANALYZE|CLUSTER|LOCK|SAVEPOINT|RELEASE|ROLLBACK\s+TO|'
-                           r'SECURITY\s+LABEL|IMPORT)\b', re.I)
+                           r'SECURITY\s+LABEL|IMPORT|COPY)\b', re.I)
 
 _TX_CONTROL = re.compile(r'(BEGIN|START\s+TRANSACTION|COMMIT|END|ROLLBACK|ABORT|PREPARE\s+TRANSACTION)\b'
                          r'(?!\s+(?:TO\b|PREPARED\b))', re.I)
@@ -267,6 +281,7 @@ class MigrationSet(object):
         self.undo = undo                  # key -> MigrationFile
         self.repeatable = repeatable      # description -> MigrationFile
         self.warnings = warnings
+        self.layout = None                # 'flat', 'folder' (one per migration) or None (no versions)
 
     def versions(self):
         return sorted(self.versioned)
@@ -294,8 +309,110 @@ def _read(path):
         os.close(fd)
 
 
+def _load(full, name, dirent=None):
+    """``(text, None)`` of a migration file, or ``(None, why)`` when it cannot be used."""
+    try:
+        regular = dirent.is_file() if dirent is not None else os.path.isfile(full)
+    except OSError:
+        regular = False
+    if not regular:
+        why = ('a dangling symbolic link' if os.path.islink(full) and not os.path.exists(full)
+               else 'not a regular file')
+        return None, '%s (%s)' % (name, why)
+    try:
+        raw = _read(full)
+    except (IOError, OSError) as exc:
+        return None, '%s (%s)' % (name, exc.strerror or exc)
+    try:
+        text = raw.decode('utf-8')
+    except UnicodeDecodeError as exc:
+        return None, '%s (not UTF-8 at byte %d)' % (name, exc.start)
+    if '\x00' in text:
+        return None, '%s (contains a NUL byte at line %d)' % (name, text.count('\n', 0, text.index('\x00')) + 1)
+    return text, None
+
+
+def _dbmate_parts(name, text):
+    """The up and down entries of a dbmate file, or None when it has no ``-- migrate:up``.
+
+    Each part is padded with the blank lines before it, so its statements keep the
+    line numbers of the file (blank lines at the start do not change a checksum).
+    """
+    marks = list(_DBMATE_MARK.finditer(text))
+    if not marks or marks[0].group(1) != 'up':
+        return None
+    version, description = _DBMATE.match(name).groups()
+    out = []
+    for i, mark in enumerate(marks):
+        end = marks[i + 1].start() if i + 1 < len(marks) else len(text)
+        body = text[mark.end():end]
+        if not body.strip() and mark.group(1) == 'down':
+            continue
+        padded = '\n' * text.count('\n', 0, mark.end()) + body
+        kind = KIND_VERSIONED if mark.group(1) == 'up' else KIND_UNDO
+        transactional = not re.search(r'\btransaction:false\b', mark.group(2))
+        out.append(((kind, version, description.replace('_', ' ')), None, padded,
+                    dict(script=name, transactional=transactional, padded=True)))
+    return out
+
+
+def _folder_metadata(folder):
+    """(description, transactional) from a Diesel ``metadata.toml`` / Sourcegraph ``metadata.yaml``."""
+    description, transactional = None, True
+    for meta in ('metadata.toml', 'metadata.yaml'):
+        try:
+            with open(os.path.join(folder, meta), 'rb') as handle:
+                text = handle.read().decode('utf-8', 'replace')
+        except (IOError, OSError):
+            continue
+        if re.search(r'^\s*run_in_transaction\s*=\s*false\s*$', text, re.M | re.I) or \
+                re.search(r'^\s*createIndexConcurrently\s*:\s*true\s*$', text, re.M | re.I):
+            transactional = False
+        match = re.search(r'^name\s*:\s*[\'"]?(.*?)[\'"]?\s*$', text, re.M)
+        if match and match.group(1):
+            description = match.group(1)
+    return description, transactional
+
+
+def _folder_entries(dirent, match, entries, problems):
+    """The files of one migration folder ``<version>_<name>/`` added to ``entries``."""
+    folder = dirent.name
+    version = match.group(1).replace('-', '')
+    try:
+        with os.scandir(dirent.path) as listing:
+            names = dict((e.name, e) for e in listing)
+    except OSError as exc:
+        problems['unreadable'].append('%s/ (%s)' % (folder, exc.strerror))
+        return
+    sql = sorted(n for n in names if n.lower().endswith('.sql'))
+    unexpected = [n for n in sql if n not in _FOLDER_FILES]
+    if unexpected or not sql:
+        problems['folders'].append(
+            '%s/ holds %s (a migration folder holds up.sql and down.sql, or migration.sql)'
+            % (folder, ', '.join(unexpected) if unexpected else 'no .sql file'))
+        return
+    if 'migration.sql' in names and ('up.sql' in names or 'down.sql' in names):
+        problems['folders'].append('%s/ holds both migration.sql and %s; keep one'
+                                   % (folder, 'up.sql' if 'up.sql' in names else 'down.sql'))
+        return
+    if 'down.sql' in names and 'up.sql' not in names:
+        problems['folders'].append('%s/ holds down.sql but no up.sql' % folder)
+        return
+    description, transactional = _folder_metadata(dirent.path)
+    description = (match.group(2) or '').replace('_', ' ') or description or 'migration %s' % version
+    for name in sql:
+        kind = KIND_UNDO if name == 'down.sql' else KIND_VERSIONED
+        script = '%s/%s' % (folder, name)
+        text, why = _load(os.path.join(dirent.path, name), script, names[name])
+        if why:
+            problems['unreadable'].append(why)
+            continue
+        entries.append(((kind, version, description), os.path.join(dirent.path, name), text,
+                        dict(script=script, transactional=transactional)))
+
+
 def discover(path, placeholders=None, secrets=None, expand=True):
-    """Read every migration file of ``path`` (not recursive); errors name the files.
+    """Read every migration file of ``path`` (and its migration folders); errors name the files.
 
     ``secrets`` are placeholders whose values run but are never shown: the
     file's ``shown`` text and its checksum have ``********`` in their place.
@@ -312,61 +429,77 @@ def discover(path, placeholders=None, secrets=None, expand=True):
         what = 'is not a directory' if os.path.exists(path) else 'does not exist'
         raise MigrationFilesError('migrations folder %s %s; check the path option' % (path, what),
                                   path=path)
+    dirents, folders = [], []
     try:
         # scandir: the entry type comes with the listing, no stat() per file
         with os.scandir(path) as listing:
-            dirents = sorted((e.name, e) for e in listing if e.name.lower().endswith('.sql'))
+            for e in listing:
+                if e.name.lower().endswith('.sql'):
+                    dirents.append((e.name, e))
+                elif _FOLDER.match(e.name) and e.is_dir():
+                    folders.append((e.name, e))
     except OSError as exc:
         raise MigrationFilesError('cannot list migrations folder %s: %s' % (path, exc.strerror),
                                   path=path)
-    misnamed, unreadable, entries = [], [], []
+    dirents.sort()
+    folders.sort()
+    misnamed, entries = [], []
+    problems = dict(unreadable=[], folders=[])
     for name, dirent in dirents:
-        full = dirent.path
         parsed = classify(name)
-        if parsed is None:
+        if parsed is None and not _DBMATE.match(name):
             misnamed.append(name)
             continue
-        try:
-            regular = dirent.is_file()
-        except OSError:
-            regular = False
-        if not regular:
-            why = ('a dangling symbolic link' if os.path.islink(full) and not os.path.exists(full)
-                   else 'not a regular file')
-            unreadable.append('%s (%s)' % (name, why))
+        text, why = _load(dirent.path, name, dirent)
+        if why:
+            problems['unreadable'].append(why)
             continue
-        try:
-            raw = _read(full)
-        except (IOError, OSError) as exc:
-            unreadable.append('%s (%s)' % (name, exc.strerror or exc))
+        if parsed is None:
+            parts = _dbmate_parts(name, text)
+            if parts is None:
+                misnamed.append(name)
+            entries.extend(parts or [])
             continue
-        try:
-            text = raw.decode('utf-8')
-        except UnicodeDecodeError as exc:
-            unreadable.append('%s (not UTF-8 at byte %d)' % (name, exc.start))
-            continue
-        if '\x00' in text:
-            unreadable.append('%s (contains a NUL byte at line %d)'
-                              % (name, text.count('\n', 0, text.index('\x00')) + 1))
-            continue
-        entries.append((parsed, full, text))
-    problems = []
+        entries.append((parsed, dirent.path, text, None))
+    flat = [e for e in entries if e[0][0] != KIND_REPEATABLE]
+    for name, dirent in folders:
+        _folder_entries(dirent, _FOLDER.match(name), entries, problems)
+    unreadable = problems['unreadable']
+    out = []
     if misnamed:
-        problems.append('misnamed migration files (expected V<version>__<description>.sql, '
-                        'U<version>__<description>.sql, R__<description>.sql or '
-                        '<version>_<name>.up.sql/.down.sql): %s' % ', '.join(misnamed))
+        out.append('misnamed migration files (expected V<version>__<description>.sql, '
+                   'U<version>__<description>.sql, R__<description>.sql, '
+                   '<version>_<name>.up.sql/.down.sql, <version>_<name>.sql with a "-- migrate:up" '
+                   'line (dbmate) or a folder <version>_<name>/ with up.sql and down.sql): %s'
+                   % ', '.join(misnamed))
     if unreadable:
-        problems.append('unreadable migration files: %s' % ', '.join(unreadable))
-    if problems:
-        raise MigrationFilesError('%s: %s; nothing was applied' % (path, '; '.join(problems)),
-                                  path=path, misnamed=misnamed, unreadable=unreadable)
+        out.append('unreadable migration files: %s' % ', '.join(unreadable))
+    if problems['folders']:
+        out.append('migration folders: %s' % '; '.join(problems['folders']))
+    if flat and folders:
+        out.append('%s mixes two layouts: flat files (%s) and folders per migration (%s/); keep one '
+                   'layout per folder (repeatable R__ files may stay)'
+                   % (path, flat[0][3]['script'] if flat[0][3] else os.path.basename(flat[0][1]),
+                      folders[0][0]))
+    if out:
+        raise MigrationFilesError('%s: %s; nothing was applied' % (path, '; '.join(out)),
+                                  path=path, misnamed=misnamed, unreadable=unreadable,
+                                  folder_problems=problems['folders'])
 
     versioned, undo, repeatable = {}, {}, {}
     duplicates = []
-    for (kind, version, description), full, text in entries:
-        shown = substitute(text, masked, os.path.basename(full)) if secrets and expand else None
-        text = substitute(text, placeholders, os.path.basename(full)) if expand else text
-        mfile = MigrationFile(kind, version, description, full, text, shown)
+    for (kind, version, description), full, text, extra in entries:
+        full = full or os.path.join(path, extra['script'])
+        script = extra['script'] if extra else os.path.basename(full)
+        shown = substitute(text, masked, script) if secrets and expand else None
+        text = substitute(text, placeholders, script) if expand else text
+        if extra and extra.get('padded'):
+            # a dbmate section runs padded (its line numbers), is shown without the padding
+            shown = (shown if shown is not None else text).lstrip('\n')
+        mfile = MigrationFile(kind, version, description, full, text, shown,
+                              script=extra['script'] if extra else None)
+        if extra and not extra['transactional']:
+            mfile.transactional = False
         bucket, key = ((versioned, mfile.key) if kind == KIND_VERSIONED else
                        (undo, mfile.key) if kind == KIND_UNDO else
                        (repeatable, description))
@@ -380,4 +513,6 @@ def discover(path, placeholders=None, secrets=None, expand=True):
                                   % (path, '; '.join(duplicates)), path=path, duplicates=duplicates)
     warnings = ['%s undoes version %s, which has no versioned file' % (u.script, u.version)
                 for k, u in sorted(undo.items()) if k not in versioned]
-    return MigrationSet(path, versioned, undo, repeatable, warnings, Masker(secrets))
+    result = MigrationSet(path, versioned, undo, repeatable, warnings, Masker(secrets))
+    result.layout = 'folder' if folders else ('flat' if flat else None)
+    return result

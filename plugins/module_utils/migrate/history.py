@@ -14,9 +14,14 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import re
+
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import fingerprint as fpmod
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import adopt as madopt
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import (
+    DEFAULT_HISTORY_TABLE, LEGACY_HISTORY_TABLE)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import (
     MigrationError, pg_error_text)
 
@@ -63,7 +68,7 @@ SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
   FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
  WHERE c.relkind IN ('r', 'p') AND (SELECT count(*) FROM pg_catalog.pg_attribute a
         WHERE a.attrelid = c.oid AND NOT a.attisdropped
-          AND a.attname IN ('installed_rank', 'version', 'script', 'checksum', 'success')) = 5
+          AND a.attname IN ('installed_rank', 'version', 'script', 'checksum', 'success', 'applied_at')) = 6
  ORDER BY 1
 """
 
@@ -211,6 +216,40 @@ def row_summary(row):
     return out
 
 
+def resolve_table(conn, schema, name, given):
+    """``(name, warnings)``: the history table to use in ``schema``.
+
+    A name the user gave is used as is.  Otherwise the default
+    (``dbdevops_schema_history``), unless it is absent and a table with the old
+    default name ``schema_migrations`` and this collection's columns exists: a
+    database migrated before the rename keeps its history there.
+    """
+    if given or name != DEFAULT_HISTORY_TABLE:
+        return name, []
+    with conn.cursor() as cur:
+        cur.execute('SELECT to_regclass(%s), to_regclass(%s)', (
+            _catalog.qualified(schema, DEFAULT_HISTORY_TABLE), _catalog.qualified(schema, LEGACY_HISTORY_TABLE)))
+        new, old = cur.fetchone()
+        if old is None:
+            return name, []
+        cur.execute('SELECT array_agg(attname::text) FROM pg_catalog.pg_attribute WHERE attrelid = %s::regclass '
+                    'AND attnum > 0 AND NOT attisdropped', (old,))
+        ours = madopt.classify(schema, LEGACY_HISTORY_TABLE, cur.fetchone()[0] or []) == 'dbdevops'
+    if not ours:
+        return name, []
+    shown = schema if re.match(r'^[a-z_][a-z0-9_$]*$', schema) else _catalog.quote_ident(schema)
+    where = '%s.%s' % (shown, LEGACY_HISTORY_TABLE)
+    if new is not None:
+        return name, ['%s.%s is the history table; %s, with the same columns, is an old copy under the '
+                      'former default name and is not read: drop it when you no longer need it'
+                      % (shown, DEFAULT_HISTORY_TABLE, where)]
+    return LEGACY_HISTORY_TABLE, [
+        'the history is in %s, the default name before this version (also the name dbmate, '
+        'golang-migrate and Rails use); it stays in use. To move to the new default: ALTER TABLE %s '
+        'RENAME TO %s (no run may be going on); to keep it: set history_table: %s, which also silences '
+        'this warning' % (where, where, DEFAULT_HISTORY_TABLE, LEGACY_HISTORY_TABLE)]
+
+
 class HistoryTable(object):
     """The history table ``schema.name``: every statement that reads or writes it."""
 
@@ -256,6 +295,17 @@ class HistoryTable(object):
                         'AND attnum > 0 AND NOT attisdropped', (_catalog.qualified(self.schema, self.name),))
             present = set(r[0] for r in cur.fetchall())
         missing = [c for c in COLUMNS + ('fingerprint',) if c not in present]
+        tool = madopt.classify(self.schema, self.name, present, explicit=True)
+        if tool not in (None, 'dbdevops'):
+            raise MigrationError(
+                'history table %s is the history table of %s, not of this collection (its columns: %s); '
+                'leave history_table unset (this collection then uses %s) or name another table%s; '
+                'nothing was applied' % (
+                    self.where, tool, ', '.join(sorted(present)), DEFAULT_HISTORY_TABLE,
+                    ', and set adopt_from: %s to import the versions %s applied' % (tool, tool)
+                    if tool in madopt.ADOPTABLE else
+                    ', and set baseline_version to the version the database is at'),
+                foreign_tool=tool, missing_columns=missing)
         if missing:
             raise MigrationError(
                 'history table %s has no column %s: it was altered by hand or is not a history table '
@@ -265,8 +315,11 @@ class HistoryTable(object):
         raise MigrationError('cannot read history table %s: %s; nothing was applied'
                              % (self.where, pg_error_text(exc)))
 
-    def refuse_lost_history(self, conn):
-        """Raise when the database has objects but no history table (a lost or misnamed history)."""
+    def refuse_lost_history(self, conn, foreign=()):
+        """Raise when the database has objects but no history table (a lost or misnamed history).
+
+        ``foreign`` (``adopt.Foreign``) are other tools' histories found: the message names them.
+        """
         with conn.cursor() as cur:
             cur.execute(_USER_OBJECTS_SQL)
             found = cur.fetchall()
@@ -280,15 +333,23 @@ class HistoryTable(object):
         hint = ('a history table exists at %s: set history_schema and history_table to it'
                 % ' and '.join(elsewhere) if elsewhere else
                 'if the history is kept elsewhere, check history_schema and history_table')
+        if foreign:
+            hint = '%s. Or %s' % (madopt.describe(foreign)[0].upper() + madopt.describe(foreign)[1:],
+                                  hint[0].lower() + hint[1:])
         raise MigrationError(
             'no history table %s, but the database is not empty: %s. Running now would apply every '
             'migration again on top of it. %s; if this database already is at some version, set '
             'baseline_version to it (baseline_version: 0 applies every migration on top of what is '
             'there); nothing was applied' % (self.where, shown, hint),
-            objects_found=['%s %s' % f for f in found[:50]], history_tables_found=elsewhere)
+            objects_found=['%s %s' % f for f in found[:50]], history_tables_found=elsewhere,
+            foreign_histories=[f.summary() for f in foreign])
 
-    def ensure(self, conn):
-        """Create the schema and table when missing; True when this created the table."""
+    def ensure(self, conn, rows=()):
+        """Create the schema and table when missing; True when this created the table.
+
+        ``rows`` (dicts of COLUMNS, e.g. from ``adopt.adoption``) are inserted in the
+        transaction that creates the table: an adopted history is there whole or not at all.
+        """
         with conn.cursor() as cur:
             if self.exists(cur):
                 return False
@@ -301,6 +362,12 @@ class HistoryTable(object):
                 cur.execute(pgsql.SQL(_CREATE).format(self.ident))
                 cur.execute(pgsql.SQL('CREATE INDEX IF NOT EXISTS {} ON {} (version)').format(
                     pgsql.Identifier(self.name + '_version_idx'), self.ident))
+                for row in rows:
+                    cur.execute(pgsql.SQL(
+                        'INSERT INTO {} (installed_rank, version, description, type, script, checksum, '
+                        'applied_at, applied_by, execution_time_ms, success, error_message) VALUES '
+                        '(%s, %s, %s, %s, %s, %s, coalesce(%s::timestamptz, pg_catalog.clock_timestamp()), '
+                        '%s, %s, %s, %s)').format(self.ident), tuple(row[c] for c in COLUMNS))
                 cur.execute('COMMIT')
             except psycopg2.Error as exc:
                 cur.execute('ROLLBACK')

@@ -17,6 +17,14 @@ import dataclasses
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
 
+# The history table's name when history_table is not given.  Before 0.2.0 it was
+# schema_migrations, the name dbmate, golang-migrate and Rails use too; a table of
+# that name with this collection's columns is still used when the new one is absent
+# (history.resolve_table).
+DEFAULT_HISTORY_TABLE = 'dbdevops_schema_history'
+LEGACY_HISTORY_TABLE = 'schema_migrations'
+ADOPT_FROM = ['auto', 'dbmate', 'golang-migrate', 'flyway', 'diesel']
+
 
 @dataclasses.dataclass
 class MigrateOptions(object):
@@ -32,16 +40,24 @@ class MigrateOptions(object):
     statement_timeout: str = option()
     lock_wait: int = option(300, type='int')
     history_schema: str = option('public')
-    history_table: str = option('schema_migrations')
+    history_table: str = option()
+    adopt_from: str = option(choices=ADOPT_FROM)
+    adopt_table: str = option()
     out_of_order: bool = option(False, type='bool')
     baseline_version: str = option()
     repair: bool = option(False, type='bool')
     lint: bool = option(True, type='bool')
     fail_on_lint: bool = option(False, type='bool')
+    lint_rules: dict = option({}, type='dict')
     drop_invalid_indexes: bool = option(False, type='bool')
     verify_rollback: bool = option(False, type='bool')
+    verify_template: str = option()
+    verify_setup: str = option(type='path')
     applied_by: str = option()
     record_fingerprint: bool = option(True, type='bool', module=False)
+
+    RULES = dict(mutually_exclusive=[('adopt_from', 'baseline_version')],
+                 required_by=dict(adopt_table=['adopt_from']))
 
     def __post_init__(self):
         self.target = None if self.target in (None, '', 'latest') else str(self.target)
@@ -53,7 +69,10 @@ class MigrateOptions(object):
         self.statement_timeout = self.statement_timeout or None
         self.lock_wait = float(self.lock_wait if self.lock_wait is not None else 300)
         self.history_schema = self.history_schema or 'public'
-        self.history_table = self.history_table or 'schema_migrations'
+        self.history_table_given = bool(self.history_table)
+        self.history_table = self.history_table or DEFAULT_HISTORY_TABLE
+        self.adopt_from = self.adopt_from or None
+        self.adopt_table = self.adopt_table or None
         self.baseline_version = (str(self.baseline_version)
                                  if self.baseline_version not in (None, '') else None)
         for name in ('out_of_order', 'repair', 'lint', 'fail_on_lint', 'drop_invalid_indexes',
@@ -69,14 +88,15 @@ class MigrationInfoOptions(object):
     placeholders: dict = option({}, type='dict')
     secret_placeholders: dict = option({}, type='dict', no_log=True)
     history_schema: str = option('public')
-    history_table: str = option('schema_migrations')
+    history_table: str = option()
     fail_on_drift: bool = option(False, type='bool')
 
     def __post_init__(self):
         self.placeholders = dict(self.placeholders or {})
         self.secret_placeholders = dict(self.secret_placeholders or {})
         self.history_schema = self.history_schema or 'public'
-        self.history_table = self.history_table or 'schema_migrations'
+        self.history_table_given = bool(self.history_table)
+        self.history_table = self.history_table or DEFAULT_HISTORY_TABLE
         self.fail_on_drift = bool(self.fail_on_drift)
 
 
@@ -87,5 +107,5 @@ class MigrationNewOptions(object):
     path: str = option(type='path', required=True)
     description: str = option(required=True)
     version: str = option()
-    style: str = option('flyway', choices=['flyway', 'pair'])
+    style: str = option('flyway', choices=['flyway', 'pair', 'folder'])
     template_dir: str = option(type='path')

@@ -17,6 +17,7 @@ __metaclass__ = type
 
 import re
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils._sqlsplit import SqlSplitError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import files as mfiles
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.history import row_summary
@@ -56,12 +57,28 @@ def build_plan(history, files, opts, catalog_conn=None):
     plan.pending_after = [mfiles.version_text(k) for k in pending if k not in will_apply]
     for step in plan.steps:
         if step.file is not None:
-            step.file.statements  # noqa: B018 - splitting validates the file
+            _check_statements(step.file)
     if catalog_conn is not None:
         _warn_invalid_indexes(plan, catalog_conn, opts)
     if opts.lint and plan.steps:
         _lint(plan, catalog_conn, opts)
     return plan
+
+
+def _check_statements(mfile):
+    """Split the file (a syntax problem or a psql meta-command stops the plan) and refuse what
+    only psql could run."""
+    try:
+        statements = mfile.statements
+    except SqlSplitError as exc:
+        raise MigrationError('%s; nothing was applied' % exc, **exc.details)
+    for stmt in statements:
+        if stmt.copy == 'stdout':
+            raise MigrationError(
+                '%s line %d: COPY ... TO stdout sends rows to the client, and a migration reads no '
+                'results; remove it, or COPY to a server file; nothing was applied; statement: %s'
+                % (mfile.script, stmt.line, stmt.short()),
+                file=mfile.script, line=stmt.line, statement=stmt.text)
 
 
 def _check_applied_files(plan, history, files, opts):
@@ -186,10 +203,13 @@ def _warn_invalid_indexes(plan, conn, opts):
 
 def _lint(plan, catalog_conn, opts):
     lintable = [s for s in plan.steps if s.kind in ('versioned', 'undo', 'repeatable')]
-    findings = mlint.lint_steps(lintable, mlint.Catalog(catalog_conn), lock_timeout=opts.lock_timeout)
+    findings = mlint.lint_steps(lintable, mlint.Catalog(catalog_conn), lock_timeout=opts.lock_timeout,
+                                statement_timeout=opts.statement_timeout,
+                                rules=opts.lint_rules or None)
     if findings is None:
         plan.warnings.append(mlint.SKIPPED_MESSAGE)
         return
+    findings = _without_misread(findings, lintable)
     plan.lint = findings
     _refuse_unparsable(findings, catalog_conn)
     if findings and opts.fail_on_lint:
@@ -198,6 +218,17 @@ def _lint(plan, catalog_conn, opts):
             % '; '.join(f.text() for f in findings),
             lint=[f.to_dict() for f in findings])
     plan.warnings.extend(f.text() for f in findings)
+
+
+def _without_misread(findings, steps):
+    """Findings less the parse errors of statements the parser cannot read as the server will:
+    after ``SET standard_conforming_strings = off`` a backslash escapes in ``''`` strings, and
+    pglast always parses with the setting on (the server judges those statements)."""
+    misread = set((s.file.script, stmt.line) for s in steps if s.file is not None
+                  for stmt in s.file.statements if not stmt.standard_strings)
+    if not misread:
+        return findings
+    return [f for f in findings if not (f.rule == 'parse-error' and (f.script, f.line) in misread)]
 
 
 def _refuse_unparsable(findings, catalog_conn):

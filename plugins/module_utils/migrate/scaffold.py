@@ -7,6 +7,8 @@ The built-in templates are the same text as ``templates/migration/up.sql`` and
 ``undo.sql`` at the top of the collection (a unit test keeps them equal);
 ``template_dir`` points at a folder with your own ``up.sql`` and ``undo.sql``.
 Tokens ``{description}``, ``{version}`` and ``{created}`` are replaced.
+Styles: ``flyway`` (``V``/``U`` files), ``pair`` (``.up.sql``/``.down.sql``),
+``folder`` (``<version>_<name>/up.sql`` and ``down.sql``).
 """
 
 from __future__ import absolute_import, division, print_function
@@ -64,6 +66,13 @@ def plan_new(path, description, style='flyway', version=None, template_dir=None,
         if slug(mfile.description) == name:
             found = [mfile.path] + ([existing.undo[mfile.key].path] if mfile.key in existing.undo else [])
             return dict(changed=False, version=mfile.version, files=[dict(path=p) for p in found])
+    layout = 'folder' if style == 'folder' else 'flat'
+    if existing.layout not in (None, layout):
+        raise mfiles.MigrationFilesError(
+            '%s uses the %s layout (%s) and style %s would add the other one; give style: %s'
+            % (path, 'folder-per-migration' if existing.layout == 'folder' else 'flat file',
+               [f for f in existing.all_files() if f.kind != mfiles.KIND_REPEATABLE][0].script, style,
+               'folder' if existing.layout == 'folder' else 'flyway or pair'), path=path)
     now = now or datetime.datetime.utcnow()
     if version is None:
         version = now.strftime('%Y%m%d%H%M%S')
@@ -83,7 +92,10 @@ def plan_new(path, description, style='flyway', version=None, template_dir=None,
                 undo_t = handle.read()
         except (IOError, OSError) as exc:
             raise mfiles.MigrationFilesError('cannot read templates in %s: %s' % (template_dir, exc))
-    if style == 'pair':
+    if style == 'folder':
+        names = (os.path.join('%s_%s' % (version, name), 'up.sql'),
+                 os.path.join('%s_%s' % (version, name), 'down.sql'))
+    elif style == 'pair':
         names = ('%s_%s.up.sql' % (version, name), '%s_%s.down.sql' % (version, name))
     else:
         names = ('V%s__%s.sql' % (version, name), 'U%s__%s.sql' % (version, name))
@@ -97,6 +109,9 @@ def plan_new(path, description, style='flyway', version=None, template_dir=None,
 def create_new(plan):
     """Write the files of ``plan_new``; never overwrites."""
     for item in plan['files'] if plan['changed'] else []:
+        folder = os.path.dirname(item['path'])
+        if not os.path.isdir(folder):       # style folder: <version>_<name>/
+            os.mkdir(folder, 0o755)
         fd = os.open(item['path'], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         with os.fdopen(fd, 'w') as handle:
             handle.write(item['content'])

@@ -56,6 +56,7 @@ class Step(object):
         self.script = mfile.script if mfile else '<%s>' % kind
         self.checksum = checksum or (mfile.checksum if mfile else None)
         self.note = note
+        self._sql = None
 
     @property
     def transactional(self):
@@ -63,7 +64,12 @@ class Step(object):
 
     @property
     def sql(self):
-        return self.file.shown if self.file and self.kind != 'repair' else ''
+        """The file as shown (secrets masked), inline COPY data summarised."""
+        if not self.file or self.kind == 'repair':
+            return ''
+        if self._sql is None:
+            self._sql = shown_sql(self.file)
+        return self._sql
 
     def label(self):
         return '%s %s (%s)' % (self.kind, self.version or self.description, self.script)
@@ -72,6 +78,33 @@ class Step(object):
         return dict(kind=self.kind, direction=self.direction, version=self.version,
                     description=self.description, script=self.script, checksum=self.checksum,
                     transactional=self.transactional, sql=self.sql, note=self.note)
+
+
+def shown_sql(mfile):
+    """``mfile.shown`` with the rows of each ``COPY ... FROM stdin`` replaced by one comment line
+    saying how many rows and bytes they are and where they are (a seed file may hold megabytes)."""
+    text = mfile.shown
+    if '\\.' not in text:
+        return text
+    try:
+        blocks = [s for s in mfile.statements if s.data is not None]
+    except DbDevopsError:       # the plan refuses the file; show it as written
+        return text
+    if not blocks:
+        return text
+    lines = text.split('\n')
+    shown, at = [], 0
+    for stmt in blocks:
+        first, end = stmt.data_line - 1, stmt.data_end_line - 1
+        shown.extend(lines[at:first])
+        if end > first:
+            where = 'lines %d-%d' % (first + 1, end) if end - first > 1 else 'line %d' % end
+            shown.append('-- COPY data: %s (%s of %s, not shown)' % (stmt.data_summary(), where, mfile.script))
+        else:
+            shown.append('-- COPY data: none')
+        at = end
+    shown.extend(lines[at:])
+    return '\n'.join(shown)
 
 
 class MigrationPlan(object):

@@ -3,7 +3,12 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Verified rollback: every undo file must give back the schema it had before, on a scratch database.
 
-No Ansible imports.
+The scratch database is a copy of ``template0``, or of ``verify_template``
+(extensions and objects the migrations expect but do not create), then
+``verify_setup`` (a SQL file) runs in it before the first migration.  The
+comparison is the full schema fingerprint (``fingerprint.compare``): comments,
+grants, policies, storage parameters and the rest, with a unified diff of
+long definitions.  No Ansible imports.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -40,6 +45,8 @@ def verify_rollback(params, options, keep_database=False, files=None):
     migration whose undo (or redo) does not give back the same schema.
     """
     files = files if files is not None else mfiles.discover(options.path, options.placeholders)
+    template = getattr(options, 'verify_template', None) or 'template0'
+    setup = _read_setup(getattr(options, 'verify_setup', None))
     scratch = _catalog.scratch_name('verify', params.dbname)
     admin = connect(params, autocommit=True, application_name=APPLICATION)
     try:
@@ -49,16 +56,22 @@ def verify_rollback(params, options, keep_database=False, files=None):
                                    scratch) as claim:
             with admin.cursor() as cur:
                 try:
-                    cur.execute(pgsql.SQL('CREATE DATABASE {} TEMPLATE template0').format(
-                        pgsql.Identifier(scratch)))
+                    cur.execute(pgsql.SQL('CREATE DATABASE {} TEMPLATE {}').format(
+                        pgsql.Identifier(scratch), pgsql.Identifier(template)))
                     claim.mark(cur)
                 except psycopg2.Error as exc:
+                    if template != 'template0':
+                        raise MigrationError(
+                            'verify_rollback could not create its scratch database on %s from the template '
+                            'database %s (verify_template): %s; the template must exist and nobody may be '
+                            'connected to it while the copy is made' % (params.where(), template, pg_error_text(exc)),
+                            verify_template=template)
                     raise MigrationError(
                         'verify_rollback needs a scratch database and could not create one on %s: %s; '
                         'grant CREATEDB to %s or turn verify_rollback off'
                         % (params.where(), pg_error_text(exc), params.login_user))
             try:
-                return _verify_on(params.replace(db=scratch), options, files, scratch)
+                return _verify_on(params.replace(db=scratch), options, files, scratch, setup)
             finally:
                 _keep_or_drop(admin, scratch, keep_database)
     finally:
@@ -74,7 +87,40 @@ def _keep_or_drop(admin, scratch, keep):
             cur.execute(pgsql.SQL('DROP DATABASE IF EXISTS {} WITH (FORCE)').format(pgsql.Identifier(scratch)))
 
 
-def _verify_on(sparams, options, files, scratch):
+def _read_setup(path):
+    """(path, SQL text) of the verify_setup file, or None; read before anything is created."""
+    if not path:
+        return None
+    try:
+        with open(path) as handle:
+            return path, handle.read()
+    except (IOError, OSError, UnicodeDecodeError) as exc:
+        raise MigrationError('cannot read the verify_setup file %s: %s; nothing was applied' % (path, exc),
+                             verify_setup=path)
+
+
+def _prepare(conn, table, setup, scratch, options):
+    """Run the verify_setup file on the scratch database; refuse a template that holds migrations."""
+    if setup is not None:
+        path, text = setup
+        try:
+            with conn.cursor() as cur:
+                cur.execute(text)
+        except psycopg2.Error as exc:
+            raise MigrationError('verify_setup %s failed on scratch database %s: %s; nothing was applied'
+                                 % (path, scratch, pg_error_text(exc)), verify_setup=path,
+                                 sqlstate=getattr(exc, 'pgcode', None))
+    with conn.cursor() as cur:
+        exists = table.exists(cur)
+    if exists:
+        raise MigrationError(
+            'the scratch database of verify_rollback already has the history table %s.%s (copied from '
+            'verify_template %s, or made by verify_setup): prepare it from a database without migrations '
+            'applied; nothing was applied' % (options.history_schema, options.history_table,
+                                              getattr(options, 'verify_template', None) or 'template0'))
+
+
+def _verify_on(sparams, options, files, scratch, setup=None):
     exclude = [(options.history_schema, options.history_table)]
     table = HistoryTable(options.history_schema, options.history_table)
     conn = connect(sparams, autocommit=True, application_name=APPLICATION)
@@ -97,6 +143,7 @@ def _verify_on(sparams, options, files, scratch):
 
     try:
         session_settings(conn, options)
+        _prepare(conn, table, setup, scratch, options)
         table.ensure(conn)
         for key in files.versions():
             vfile = files.versioned[key]
@@ -122,9 +169,10 @@ def _verify_on(sparams, options, files, scratch):
 
 
 def describe_verify_failure(report):
-    """One line naming the first migration whose undo (or redo) gave another schema."""
+    """The first migration whose undo (or redo) gave another schema, then its differences, one a line."""
     failure = report['failure']
-    what = ('its undo does not restore the schema it had before'
-            if failure['stage'] == 'undo' else 're-applying it after its undo gives another schema')
-    return ('verified rollback failed at version %s (%s): %s: %s'
-            % (failure['version'], failure['script'], what, '; '.join(failure['summary'])))
+    what = ('its undo does not restore the schema it had before (+ is there after the undo, - is missing)'
+            if failure['stage'] == 'undo' else
+            're-applying it after its undo gives another schema (+ is there only after the redo, - is missing)')
+    return ('verified rollback failed at version %s (%s): %s:\n%s'
+            % (failure['version'], failure['script'], what, '\n'.join(failure['summary'])))

@@ -37,10 +37,10 @@ def step(root, name):
 
 
 def version(cluster, db):
-    rows = cluster.sql("SELECT to_regclass('public.schema_migrations') IS NOT NULL", dbname=db)
+    rows = cluster.sql("SELECT to_regclass('public.dbdevops_schema_history') IS NOT NULL", dbname=db)
     if not rows[0][0]:
         return None
-    return cluster.sql("SELECT max(version::int) FROM schema_migrations WHERE success AND type = 'versioned'",
+    return cluster.sql("SELECT max(version::int) FROM dbdevops_schema_history WHERE success AND type = 'versioned'",
                        dbname=db)[0][0]
 
 

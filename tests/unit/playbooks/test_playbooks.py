@@ -162,11 +162,70 @@ def test_migrate_failure_is_published_and_rolled_back(migrations, tmp_path):
     assert cluster.sql("SELECT to_regclass('public.users') IS NULL", dbname=name) == [(True,)]
 
 
+def test_migrate_adopting_dbmate_rolls_back_only_to_the_adopted_version(migrations, tmp_path):
+    """A team switching from dbmate: its history is taken over in the run; a failing new file is
+    undone back to where dbmate left the database, never below it (that would drop its tables)."""
+    cluster, name, hostvars = migrations
+    cluster.sql("CREATE TABLE schema_migrations (version varchar(128) PRIMARY KEY);"
+                "INSERT INTO schema_migrations VALUES ('1'), ('2');"
+                "CREATE TABLE users (id bigserial PRIMARY KEY, email text NOT NULL);"
+                "INSERT INTO users (email) SELECT 'd' || g FROM generate_series(1, 3) g", dbname=name)
+    with open(os.path.join(hostvars['migrate_path'], 'V3__broken.sql'), 'w') as handle:
+        handle.write('ALTER TABLE no_such_table ADD COLUMN x int;\n')
+    done = run_playbook('migrate.yml', dict(hostvars, migrate_adopt_from='dbmate', migrate_rollback_on_failure=True,
+                                            migrate_backup_dest=''), tmp_path)
+    assert done.status == 'failed'
+    published = _host(done, 'dbdevops_migrate')
+    assert published['failed'] is True and 'no_such_table' in published['error']
+    assert published['starting_version'] == '2' and published['current_version'] == '2'
+    assert cluster.sql('SELECT count(*) FROM users', dbname=name) == [(3,)]     # dbmate's data untouched
+    assert cluster.sql('SELECT version, success FROM dbdevops_schema_history ORDER BY installed_rank',
+                       dbname=name)[:2] == [('1', True), ('2', True)]
+
+
 def test_migrate_without_a_folder_fails_and_says_what_to_set(inventory, tmp_path):
     _cluster, _name, hostvars = inventory
     done = run_playbook('migrate.yml', hostvars, tmp_path)
     assert done.status == 'failed'
     assert 'set migrate_path' in _host(done, 'dbdevops_migrate')['error']
+
+
+@pytest.fixture
+def replica_pair():
+    """A Debian cluster to be the primary, and the names of a standby the playbook builds."""
+    name = 'runrep%d' % os.getpid()
+    port, standby_port = free_port(), free_port()
+    subprocess.run(['pg_createcluster', '15', name, '--port', str(port), '--', '--auth-local', 'peer',
+                    '--auth-host', 'scram-sha-256'], check=True, capture_output=True)
+    subprocess.run(['pg_ctlcluster', '15', name, 'start'], check=True, capture_output=True)
+    shared = dict(replica_version=15, replica_primary_cluster_name=name, replica_primary_host='127.0.0.1',
+                  replica_primary_port=port, replica_cluster_name=name + 'sb', replica_port=standby_port,
+                  replica_application_name=name + 'sb', replica_password='rep:Secret\\1', replica_wait_timeout=60,
+                  replica_standbys=[dict(name=name + 'sb', address='127.0.0.1/32', slot=name + 'sb')])
+    yield name, shared
+    for cluster in (name + 'sb', name):
+        subprocess.run(['pg_dropcluster', '--stop', '15', cluster], check=False, capture_output=True)
+        shutil.rmtree('/etc/postgresql/15/%s' % cluster, ignore_errors=True)
+
+
+def test_replica_builds_a_streaming_standby_and_refuses_a_broken_one(replica_pair, tmp_path):
+    name, shared = replica_pair
+    groups = {'standbys': {'standby-host': dict(shared, replica_role='standby')}}
+    hosts = dict(replica_hosts='postgresql:standbys')
+    done = run_playbook('replica.yml', dict(shared, replica_role='primary'), tmp_path, extravars=hosts, groups=groups)
+    assert done.status == 'successful', done
+    standby = done.stats['dbdevops_replica']['standby-host']
+    assert standby['failed'] is False and standby['streaming'] is True and standby['built'] is True
+    primary = done.stats['dbdevops_replica']['localhost']
+    assert [(s['application_name'], s['state']) for s in primary['standbys']] == [(name + 'sb', 'streaming')]
+    assert 'Secret' not in str(done.events)                          # the password is in no output
+
+    # the standby promoted by hand is no standby any more: refused, published, nothing rebuilt
+    subprocess.run(['pg_ctlcluster', '15', name + 'sb', 'promote'], check=True, capture_output=True)
+    again = run_playbook('replica.yml', dict(shared, replica_role='primary'), tmp_path, extravars=hosts, groups=groups)
+    assert again.status == 'failed'
+    failed = again.stats['dbdevops_replica']['standby-host']
+    assert failed['failed'] is True and 'replica_rebuild' in failed['error'], failed
 
 
 def test_migration_new_in_a_folder_that_uses_placeholders(tmp_path):
@@ -232,15 +291,18 @@ def lab_inventory():
     base = tempfile.mkdtemp(prefix='dbdevops-runlab-', dir='/var/tmp')
     os.chmod(base, 0o755)                      # the backup tasks run as postgres
     name = 'runlab%d' % os.getpid()
-    hostvars.update(server_cluster_name=name, server_port=free_port(), server_tls=False,
+    hostvars.update(server_cluster_name=name, server_port=free_port(), server_tls=False, replica_role='primary',
+                    lab_standby_cluster_name=name + 'sb', lab_standby_port=free_port(),
+                    lab_reports_dir=os.path.join(base, 'reports'),
                     lab_credentials_file=os.path.join(base, 'credentials', 'credentials.yml'),
                     lab_migrations_dir=os.path.join(base, 'lab', 'migrations'),
                     lab_backup_dest=os.path.join(base, 'backups'),
                     lab_backup_log=os.path.join(base, 'log', 'backup.log'),
                     lab_backup_config_name=name)
     yield name, hostvars, base
-    subprocess.run(['pg_dropcluster', '--stop', '15', name], check=False, capture_output=True)
-    shutil.rmtree('/etc/postgresql/15/%s' % name, ignore_errors=True)
+    for cluster in (name + 'sb', name):
+        subprocess.run(['pg_dropcluster', '--stop', '15', cluster], check=False, capture_output=True)
+        shutil.rmtree('/etc/postgresql/15/%s' % cluster, ignore_errors=True)
     cron = subprocess.run(['crontab', '-l', '-u', 'postgres'], check=False, capture_output=True, text=True)
     if '(%s)' % name in cron.stdout:
         kept = ''.join(line + '\n' for line in cron.stdout.splitlines()
@@ -252,11 +314,31 @@ def lab_inventory():
     shutil.rmtree(base, ignore_errors=True)
 
 
+def _lab_standby(hostvars):
+    """The lab inventory's second host: this machine again, playing the standby."""
+    return {'lab_standby': {'lab-standby': dict(hostvars, replica_role='standby')}}
+
+
+def _psql(port, query, db='postgres'):
+    return subprocess.run(['runuser', '-u', 'postgres', '--', 'psql', '-XAt', '-p', str(port), '-d', db, '-c', query],
+                          check=False, capture_output=True, text=True).stdout.strip()
+
+
 def test_lab_builds_runs_its_jobs_from_the_inventory_and_resets(lab_inventory, tmp_path):
     name, hostvars, base = lab_inventory
-    built = run_playbook('lab.yml', hostvars, tmp_path)
+    built = run_playbook('lab.yml', hostvars, tmp_path, groups=_lab_standby(hostvars))
     assert built.status == 'successful', built
     assert built.stats['lab']['cluster'] == '15/%s' % name and built.stats['lab']['schema_version'] == '7'
+    # the standby streams, and the smoke-test switchover went there and back without losing a write
+    drill = built.stats['lab']['failover_drill']
+    assert drill['passed'] is True and drill['rpo_writes_lost'] == 0 and float(drill['rto_seconds']) > 0, drill
+    assert drill['primary_after'].startswith('primary ')             # back to the original roles
+    with open(drill['report']) as handle:
+        assert '<svg' in handle.read()
+    assert _psql(hostvars['server_port'], "SELECT application_name || ':' || state FROM pg_stat_replication") \
+        == '%ssb:streaming' % name
+    assert _psql(hostvars['lab_standby_port'], 'SELECT pg_is_in_recovery()') == 't'
+    assert _psql(hostvars['lab_standby_port'], 'SELECT count(*) FROM customers', 'app') == '3'   # the sample rows
     shown = subprocess.run(['runuser', '-u', 'postgres', '--', 'psql', '-XAt', '-p', str(hostvars['server_port']),
                             '-c', 'SHOW shared_buffers'], check=False, capture_output=True, text=True)
     assert shown.stdout.strip() == '128MB'                          # lab_memory_mb 512, not the host's RAM
@@ -271,6 +353,7 @@ def test_lab_builds_runs_its_jobs_from_the_inventory_and_resets(lab_inventory, t
     reset = run_playbook('lab_reset.yml', hostvars, tmp_path)
     assert reset.status == 'successful', reset
     assert not os.path.exists('/etc/postgresql/15/%s' % name)
+    assert not os.path.exists('/etc/postgresql/15/%ssb' % name) and not os.path.exists(hostvars['lab_reports_dir'])
     assert not os.path.exists('/etc/dbdevops-backup/%s.json' % name)
     cron = subprocess.run(['crontab', '-l', '-u', 'postgres'], check=False, capture_output=True, text=True)
     assert '(%s)' % name not in cron.stdout

@@ -15,6 +15,7 @@ import yaml
 
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
     backup, backup_info, data_compare, migrate, migration_info, migration_new, restore, schema_diff)
+from ansible_collections.dbdevops.postgresql.plugins.modules import failover_drill, replication_info
 from tests.harness.modules import run_module
 
 # Keys Ansible itself adds or that the adapter adds only when they apply.
@@ -77,7 +78,7 @@ def test_every_module_is_covered():
 
 
 ALL_MODULES = [backup, backup_info, data_compare, migrate, migration_info, migration_new, restore,
-               schema_diff]
+               schema_diff, replication_info, failover_drill]
 
 
 @pytest.fixture
@@ -152,3 +153,11 @@ def test_backup_backup_info_restore_data_compare(sample_db, dest):
         assert_documented(data_compare, *check_then_real(data_compare, compare_args))
     finally:
         cluster.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % target)
+
+
+def test_replication_info_and_failover_drill():
+    from tests.harness.replpair import ReplPair
+    with ReplPair() as pair:
+        nodes = dict(nodes=[pair.primary.conn_params(), pair.standby.conn_params()])
+        assert_documented(replication_info, *check_then_real(replication_info, nodes))
+        assert_documented(failover_drill, *check_then_real(failover_drill, pair.drill_args()))

@@ -102,3 +102,35 @@ def test_deprecated_flat_target_options_still_work_and_warn(two_dbs, tmp_path):
     assert both['failed'] and 'mutually exclusive' in both['msg']
     neither = run_module(schema_diff, dict(conn))
     assert neither['failed'] and 'one of the following is required: dst, target_db' in neither['msg']
+
+
+def test_whole_schema_compared_and_synced_with_a_real_diff(two_dbs, tmp_path):
+    """Comments, grants, RLS and policies, storage parameters, domains: listed, diffed and synced."""
+    pg, db, other = two_dbs
+    body = '\n'.join('    PERFORM %d;  -- a line of a long body' % i for i in range(30))
+    common = ('CREATE DOMAIN positive AS int CHECK (VALUE > 0); '
+              'CREATE TABLE accounts (id positive PRIMARY KEY, email text); '
+              'CREATE FUNCTION work() RETURNS void LANGUAGE plpgsql AS $$BEGIN\n%s\nEND$$;')
+    pg.sql(common % body, dbname=other)
+    pg.sql(common % body.replace('PERFORM 17;', 'PERFORM 1700;') + """
+        COMMENT ON COLUMN accounts.email IS 'login';
+        GRANT SELECT ON accounts TO PUBLIC;
+        ALTER TABLE accounts ENABLE ROW LEVEL SECURITY, SET (fillfactor = 70);
+        CREATE POLICY mine ON accounts USING (email = current_user);
+        ALTER DOMAIN positive ADD CONSTRAINT small CHECK (VALUE < 100);
+        """, dbname=db)
+    dest = str(tmp_path / 'sync.sql')
+    args = dict(pg.conn_params(db), dst=dict(db=other), dest=dest)
+    result = run_module(schema_diff, args)
+    assert not result['failed'] and result['identical'] is False
+    summary = result['summary']
+    assert '~ column public.accounts.email (comment: null -> login)' in summary
+    assert '~ table public.accounts (acl: +PUBLIC: SELECT; options: +fillfactor=70; rls: false -> true)' in summary
+    assert '+ policy public.accounts.mine (PERMISSIVE FOR ALL TO PUBLIC USING (email = CURRENT_USER))' in summary
+    assert any(s.startswith('~ type public.positive (constraints differs)') for s in summary)
+    function = [s for s in summary if s.startswith('~ function public.work()')][0]
+    assert '\n    -    PERFORM 17;  -- a line of a long body' in function
+    assert '\n    +    PERFORM 1700;  -- a line of a long body' in function
+    pg.sql(open(dest).read(), dbname=other)
+    again = run_module(schema_diff, args)
+    assert again['identical'] is True, again['summary']

@@ -323,3 +323,75 @@ def test_batched_reads_match_one_query_per_object(pg_db):
             assert _catalog.count_rows_batched(cur, []) == {}
     finally:
         conn.close()
+
+
+# What the engine's grouped catalog read must equal: one subquery per table and kind.
+TABLE_OBJECTS_PER_TABLE_SQL = """
+SELECT n.nspname, c.relname,
+       ARRAY(SELECT i.relname FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+              WHERE x.indrelid = c.oid ORDER BY 1),
+       ARRAY(SELECT k.conname FROM pg_constraint k WHERE k.conrelid = c.oid AND k.contype <> 'f' ORDER BY 1),
+       ARRAY(SELECT json_build_object('name', k.conname, 'schema', rn.nspname, 'table', r.relname)::text
+               FROM pg_constraint k JOIN pg_class r ON r.oid = k.confrelid
+               JOIN pg_namespace rn ON rn.oid = r.relnamespace
+              WHERE k.conrelid = c.oid AND k.contype = 'f' ORDER BY k.conname),
+       ARRAY(SELECT a.attname FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+              WHERE d.adrelid = c.oid ORDER BY 1),
+       ARRAY(SELECT s.relname FROM pg_depend dep JOIN pg_class s ON s.oid = dep.objid
+              WHERE dep.classid = 'pg_class'::regclass AND dep.refclassid = 'pg_class'::regclass
+                AND dep.refobjid = c.oid AND dep.deptype IN ('a', 'i') AND s.relkind = 'S' ORDER BY 1),
+       ARRAY(SELECT t.tgname FROM pg_trigger t WHERE t.tgrelid = c.oid AND NOT t.tgisinternal ORDER BY 1),
+       ARRAY(SELECT p.polname FROM pg_policy p WHERE p.polrelid = c.oid ORDER BY 1)
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname !~ '^pg_toast' AND n.nspname !~ '^pg_temp'
+"""
+
+
+def test_engine_snapshot_reads_match_one_query_per_object(pg_db):
+    from ansible_collections.dbdevops.postgresql.plugins.module_utils import _catalog
+    from tests.harness import rich_schema
+    cluster, name = pg_db
+    rich_schema.load(cluster, name)
+    cluster.sql('CREATE SCHEMA "Odd ""S"""; CREATE SEQUENCE "Odd ""S"""."reset seq"; '
+                "SELECT setval('\"Odd \"\"S\"\"\".\"reset seq\"', 42, false); "
+                'CREATE TABLE "Odd ""S"""."Kid" (id int GENERATED ALWAYS AS IDENTITY PRIMARY KEY, '
+                'inv int REFERENCES invoices (id), note text DEFAULT \'x\'); '
+                'CREATE TRIGGER "Kid trigger" BEFORE INSERT ON "Odd ""S"""."Kid" '
+                'FOR EACH ROW EXECUTE FUNCTION suppress_redundant_updates_trigger(); '
+                'CREATE TABLE "Odd ""S""".empty_one ()', dbname=name)
+    conn = cluster.connect(name)
+    try:
+        with conn.cursor() as cur:
+            expected = _catalog.sequence_values(cur)
+            assert any(not called for _value, called in expected.values())  # never called, setval(false)
+            assert any(called for _value, called in expected.values())
+            for chunk in (1, 2, 100):
+                assert engine.sequence_values(cur, chunk=chunk) == expected
+            objects = engine.table_objects(cur)
+            cur.execute(TABLE_OBJECTS_PER_TABLE_SQL)
+            reference = dict(((s, n), dict(
+                indexes=list(i), constraints=list(c), foreign_keys=[json.loads(fk) for fk in f],
+                defaults=list(d), sequences=list(q), triggers=list(t), policies=list(p)))
+                for s, n, i, c, f, d, q, t, p in cur.fetchall())
+            assert objects == reference
+            kid = objects[('Odd "S"', 'Kid')]
+            assert kid['foreign_keys'] and kid['triggers'] == ['Kid trigger'] and kid['defaults'] == ['note']
+            assert kid['sequences'] and objects[('Odd "S"', 'empty_one')]['indexes'] == []
+            assert any(o['policies'] for o in objects.values())
+    finally:
+        conn.close()
+
+
+def test_manifest_file_is_the_canonical_json_sealed_first(sample_db, dest):
+    cluster, name = sample_db
+    result = take_backup(cluster, name, dest)
+    with open(os.path.join(result['path'], 'manifest.json'), 'rb') as f:
+        data = f.read()
+    on_disk = json.loads(data.decode('utf-8'))
+    assert data.startswith(b'{"manifest_sha256":"%s",' % on_disk['manifest_sha256'].encode('ascii'))
+    assert on_disk['manifest_sha256'] == catalog.manifest_digest(on_disk) == result['manifest']['manifest_sha256']
+    assert on_disk == result['manifest']
+    assert catalog.check_backup(result['path'], on_disk, verify=True) == []
+    for rel in ('manifest.json', result['manifest']['archive']):
+        assert os.stat(os.path.join(result['path'], rel)).st_mode & 0o777 == 0o600, rel

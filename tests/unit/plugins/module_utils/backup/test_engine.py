@@ -314,3 +314,60 @@ def test_manifest_is_json_with_required_fields(sample_db, dest):
                 'compression', 'start', 'end', 'duration_ms', 'bytes', 'files', 'tables', 'snapshot'):
         assert key in manifest, key
     assert manifest['start'] <= manifest['end']
+
+
+def _bin_dir_with_failing_pg_restore(cluster, folder):
+    """pg_dump and pg_dumpall of the cluster; a pg_restore that answers --version, then fails."""
+    os.makedirs(folder)
+    for name in ('pg_dump', 'pg_dumpall'):
+        os.symlink(cluster.bin(name), os.path.join(folder, name))
+    fake = os.path.join(folder, 'pg_restore')
+    with open(fake, 'w') as f:
+        f.write('#!/bin/sh\n[ "$1" = --version ] && exec %s --version\n'
+                'echo "pg_restore: error: could not read input file: broken on purpose" >&2\nexit 1\n'
+                % cluster.bin('pg_restore'))
+    os.chmod(fake, 0o755)
+    return folder
+
+
+def _children_mentioning(text):
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % entry, 'rb') as f:
+                    if text.encode('utf-8') in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
+@pytest.mark.parametrize('fmt,jobs', [('custom', 1), ('directory', 2)])
+def test_archive_that_does_not_read_back_records_nothing(sample_db, dest, tmp_path, fmt, jobs):
+    cluster, name = sample_db
+    bin_dir = _bin_dir_with_failing_pg_restore(cluster, str(tmp_path / 'bin'))
+    with pytest.raises(BackupError) as err:
+        take_backup(cluster, name, dest, format=fmt, jobs=jobs, pg_bin_dir=bin_dir)
+    assert 'does not read back' in str(err.value) and 'broken on purpose' in str(err.value)
+    assert 'no backup was recorded' in str(err.value)
+    assert os.listdir(dest) == []
+    assert _children_mentioning(dest) == []  # no pg_dump, no read-back left behind
+
+
+def test_failed_dump_leaves_no_read_back_waiting(sample_db, dest):
+    cluster, name = sample_db
+    cluster.sql('CREATE TABLE locked_out (id int)', dbname=name)
+    conn = cluster.connect(name, autocommit=False)
+    try:
+        with conn.cursor() as cur:
+            cur.execute('LOCK TABLE locked_out IN ACCESS EXCLUSIVE MODE')
+        with pytest.raises(BackupError) as err:
+            take_backup(cluster, name, dest, lock_wait_timeout='200ms')
+        assert 'pg_dump' in str(err.value)
+    finally:
+        conn.rollback()
+        conn.close()
+    assert os.listdir(dest) == []
+    assert _children_mentioning(dest) == []
+    assert take_backup(cluster, name, dest)['manifest']['status'] == 'complete'

@@ -159,10 +159,10 @@ def test_verify_rollback_scratch_is_named_claimed_and_cleaned(pg_db, tmp_path, m
     seen = []
     real = verify._verify_on
 
-    def spy(sparams, options, files, scratch):
+    def spy(sparams, options, files, scratch, *args, **kwargs):
         seen.append((scratch, cluster.sql("SELECT shobj_description(oid, 'pg_database') FROM pg_database "
                                           "WHERE datname = %s", (scratch,))[0][0]))
-        return real(sparams, options, files, scratch)
+        return real(sparams, options, files, scratch, *args, **kwargs)
 
     monkeypatch.setattr(verify, '_verify_on', spy)
     params = ConnParams.from_params(cluster.conn_params(db))

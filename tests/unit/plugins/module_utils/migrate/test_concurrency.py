@@ -28,7 +28,7 @@ def test_four_runs_at_once_apply_each_migration_exactly_once(pg_db, tmp_path):
     applied = sorted(v for o in outputs for v in o['applied'])
     assert applied == sorted(str(v) for v in range(1, 10))           # each exactly once overall
     assert sum(1 for o in outputs if o['applied']) >= 1
-    hist = pg.sql('SELECT version, count(*) FROM schema_migrations GROUP BY version ORDER BY 1',
+    hist = pg.sql('SELECT version, count(*) FROM dbdevops_schema_history GROUP BY version ORDER BY 1',
                   dbname=db)
     assert hist == [(str(v), 1) for v in range(1, 10)]
 
@@ -62,9 +62,9 @@ def test_kill_9_mid_migration_leaves_nothing_partial_and_rerun_finishes(pg_db, t
         time.sleep(0.1)
     tables = sorted(r[0] for r in pg.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'public'",
                                          dbname=db))
-    assert tables == ['schema_migrations', 'users']                   # no half_done
+    assert tables == ['dbdevops_schema_history', 'users']                   # no half_done
     assert pg.sql('SELECT count(*) FROM users', dbname=db) == [(0,)]
-    assert pg.sql('SELECT version, success FROM schema_migrations ORDER BY installed_rank',
+    assert pg.sql('SELECT version, success FROM dbdevops_schema_history ORDER BY installed_rank',
                   dbname=db) == [('1', True)]
 
     write(tmp_path, {'V2__long.sql': 'CREATE TABLE half_done (id int);\nINSERT INTO users VALUES (1);\n'

@@ -40,7 +40,7 @@ def tables(pg_db):
     return sorted(r[0] for r in rows(pg_db, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
 
 
-def history(pg_db, table='public.schema_migrations'):
+def history(pg_db, table='public.dbdevops_schema_history'):
     return rows(pg_db, 'SELECT installed_rank, version, type, script, success, error_message '
                        'FROM %s ORDER BY installed_rank' % table)
 
@@ -58,11 +58,11 @@ def test_plan_then_migrate_then_rerun_unchanged(pg_db, tmp_path):
     assert [(a['version'], a['direction']) for a in result['applied']] == [('1', 'up'), ('2', 'up')]
     assert all(isinstance(a['ms'], int) for a in result['applied'])
     assert result['current_version'] == '2' and result['pending'] == []
-    assert tables(pg_db) == ['projects', 'schema_migrations', 'users']
+    assert tables(pg_db) == ['dbdevops_schema_history', 'projects', 'users']
     assert rows(pg_db, "SELECT obj_description('projects'::regclass)") == [('projects; one per team',)]
     hist = rows(pg_db, 'SELECT installed_rank, version, description, type, script, checksum, '
                        'applied_at IS NOT NULL, applied_by, execution_time_ms >= 0, success, '
-                       'error_message FROM schema_migrations ORDER BY 1')
+                       'error_message FROM dbdevops_schema_history ORDER BY 1')
     assert [h[:5] for h in hist] == [(1, '1', 'create users', 'versioned', 'V1__create_users.sql'),
                                      (2, '2', 'create projects', 'versioned', 'V2__create_projects.sql')]
     assert all(len(h[5]) == 64 and h[6] and h[7].startswith('postgres (') and h[8] and h[9]
@@ -79,7 +79,7 @@ def test_history_table_location_configurable(pg_db, tmp_path):
     result = migrate(engine(pg_db, path, history_schema='ops', history_table='applied'))
     assert result['changed']
     assert rows(pg_db, 'SELECT version FROM ops.applied') == [('1',)]
-    assert rows(pg_db, "SELECT to_regclass('public.schema_migrations')") == [(None,)]
+    assert rows(pg_db, "SELECT to_regclass('public.dbdevops_schema_history')") == [(None,)]
 
 
 def test_failing_migration_names_file_line_statement_and_next_run_continues(pg_db, tmp_path):
@@ -118,7 +118,7 @@ def test_checksum_mismatch_fails_before_anything_then_repair_records_who(pg_db, 
     write(tmp_path, {'V1__create_users.sql': 'CREATE TABLE users (id bigserial PRIMARY KEY);\n'})
     with pytest.raises(MigrationError) as err:
         plan_of(engine(pg_db, path))
-    applied_sum = rows(pg_db, "SELECT checksum FROM schema_migrations WHERE version = '1'")[0][0]
+    applied_sum = rows(pg_db, "SELECT checksum FROM dbdevops_schema_history WHERE version = '1'")[0][0]
     msg = str(err.value)
     assert 'V1__create_users.sql' in msg and applied_sum in msg and 'repair: true' in msg
     with pytest.raises(MigrationError):
@@ -134,7 +134,7 @@ def test_checksum_mismatch_fails_before_anything_then_repair_records_who(pg_db, 
     assert [s.kind for s in plan.steps] == ['repair'] and plan.mismatches
     result = migrate(engine(pg_db, path, repair=True, target='1', applied_by='alice'))
     assert result['changed'] and [a['kind'] for a in result['applied']] == ['repair']
-    rep = rows(pg_db, "SELECT applied_by, applied_at IS NOT NULL, error_message FROM schema_migrations "
+    rep = rows(pg_db, "SELECT applied_by, applied_at IS NOT NULL, error_message FROM dbdevops_schema_history "
                       "WHERE type = 'repair'")
     assert rep == [('alice', True, 'applied checksum was %s' % applied_sum)]
     assert migrate(engine(pg_db, path, target='1'))['changed'] is False
@@ -151,21 +151,21 @@ def test_downgrade_needs_allow_and_every_undo_file(pg_db, tmp_path):
     with pytest.raises(MigrationError) as err:
         migrate(engine(pg_db, path, target='1', allow_downgrade=True))
     assert 'no undo file for 3' in str(err.value) and 'nothing was undone' in str(err.value)
-    assert tables(pg_db) == ['audit', 'projects', 'schema_migrations', 'users']
+    assert tables(pg_db) == ['audit', 'dbdevops_schema_history', 'projects', 'users']
 
     write(tmp_path, {'U3__noundo.sql': 'DROP TABLE audit;'})
     plan = plan_of(engine(pg_db, path, target='1', allow_downgrade=True))
     assert [(s.version, s.direction) for s in plan.steps] == [('3', 'down'), ('2', 'down')]
-    assert tables(pg_db) == ['audit', 'projects', 'schema_migrations', 'users']
+    assert tables(pg_db) == ['audit', 'dbdevops_schema_history', 'projects', 'users']
     result = migrate(engine(pg_db, path, target='1', allow_downgrade=True))
     assert [(a['version'], a['direction']) for a in result['applied']] == [('3', 'down'), ('2', 'down')]
     assert result['current_version'] == '1' and result['pending'] == ['2', '3']
-    assert tables(pg_db) == ['schema_migrations', 'users']
+    assert tables(pg_db) == ['dbdevops_schema_history', 'users']
     assert migrate(engine(pg_db, path, target='1', allow_downgrade=True))['changed'] is False
     # and back up again
     assert [a['version'] for a in migrate(engine(pg_db, path))['applied']] == ['2', '3']
     result = migrate(engine(pg_db, path, target='0', allow_downgrade=True))
-    assert result['current_version'] is None and tables(pg_db) == ['schema_migrations']
+    assert result['current_version'] is None and tables(pg_db) == ['dbdevops_schema_history']
 
 
 def test_baseline_existing_database(pg_db, tmp_path):
@@ -303,7 +303,7 @@ def test_lock_wait_is_bounded_and_names_holder(pg_db, tmp_path):
     pg, db = pg_db
     path = write(tmp_path, {'V1__a.sql': 'CREATE TABLE a ();'})
     holder = pg.connect(db)
-    holder.cursor().execute('SELECT pg_advisory_lock(%s)', (lock_key('public', 'schema_migrations'),))
+    holder.cursor().execute('SELECT pg_advisory_lock(%s)', (lock_key('public', 'dbdevops_schema_history'),))
     try:
         started = time.time()
         with pytest.raises(MigrationError) as err:
@@ -397,7 +397,7 @@ def test_failure_names_file_line_statement_whatever_the_error_kind(
     assert msg.startswith('versioned 3 (V3__bad.sql) failed at V3__bad.sql line %d: ' % line), msg
     assert error in msg and msg.count('; statement: %s' % statement) == 1, msg
     assert err.value.details['line'] == line and err.value.details['file'] == 'V3__bad.sql'
-    assert tables(pg_db) == ['projects', 'schema_migrations', 'users']               # all of V3 rolled back
+    assert tables(pg_db) == ['dbdevops_schema_history', 'projects', 'users']               # all of V3 rolled back
     assert [(h[1], h[4]) for h in history(pg_db)] == [('1', True), ('2', True), ('3', False)]
     assert info(pg_db, path)['current_version'] == '2'
 
@@ -412,9 +412,9 @@ def test_failed_history_write_is_not_blamed_on_the_statement(pg_db, tmp_path):
             migrate(engine(pg_db, path))
         msg = str(err.value)
         assert msg.startswith('versioned 1 (V1__a.sql) failed at V1__a.sql: permission denied for table '
-                              'schema_migrations'), msg
+                              'dbdevops_schema_history'), msg
         assert err.value.details['line'] is None and 'statement:' not in msg
-        assert tables(pg_db) == ['schema_migrations']
+        assert tables(pg_db) == ['dbdevops_schema_history']
         assert [(h[1], h[4]) for h in history(pg_db)] == [('1', False)]
     finally:
         rows(pg_db, 'DROP ROLE %s' % role)
@@ -423,7 +423,7 @@ def test_failed_history_write_is_not_blamed_on_the_statement(pg_db, tmp_path):
 def test_history_row_records_server_measured_duration(pg_db, tmp_path):
     path = write(tmp_path, {'V1__slow.sql': 'SELECT pg_sleep(0.3);'})
     migrate(engine(pg_db, path))
-    (ms,), = rows(pg_db, 'SELECT execution_time_ms FROM schema_migrations')
+    (ms,), = rows(pg_db, 'SELECT execution_time_ms FROM dbdevops_schema_history')
     assert 300 <= ms < 5000
 
 
@@ -445,7 +445,7 @@ def test_transaction_commands_in_a_transactional_file_refused_before_anything(pg
     plan = plan_of(engine(pg_db, path))
     assert [s.version for s in plan.steps] == ['1', '2', '3'] and 'a' not in tables(pg_db)
     assert migrate(engine(pg_db, path))['current_version'] == '3'
-    assert tables(pg_db) == ['a', 'b2', 'c', 'schema_migrations']
+    assert tables(pg_db) == ['a', 'b2', 'c', 'dbdevops_schema_history']
     assert migrate(engine(pg_db, path))['changed'] is False
 
 
@@ -462,7 +462,7 @@ def test_repeatable_reapplied_on_the_upgrade_after_a_downgrade(pg_db, tmp_path):
     down = engine(pg_db, path, target='0', allow_downgrade=True)
     assert [(s.kind, s.version) for s in plan_of(down).steps] == [('undo', '2'), ('undo', '1')]
     migrate(down)
-    assert views(pg_db) == [] and tables(pg_db) == ['schema_migrations']
+    assert views(pg_db) == [] and tables(pg_db) == ['dbdevops_schema_history']
     # the downgrade run again: unchanged, and the repeatable is not run against a database without users
     assert migrate(engine(pg_db, path, target='0', allow_downgrade=True))['changed'] is False
     state = info(pg_db, path)

@@ -80,7 +80,7 @@ def test_playbook_rolls_back_to_starting_version_on_failure(pg_db, tmp_path):
     stats = custom_stats(out)
     assert stats['failed'] is True and stats['rolled_back'] is True and stats['current_version'] == '2'
     assert 'V8__broken.sql line 2' in stats['error']
-    assert pg.sql('SELECT max(version::int) FROM schema_migrations WHERE success AND type = %s',
+    assert pg.sql('SELECT max(version::int) FROM dbdevops_schema_history WHERE success AND type = %s',
                   ('versioned',), dbname=db) == [(7,)]
     assert info(pg_db, path, placeholders=PLACEHOLDERS)['current_version'] == '2'
 

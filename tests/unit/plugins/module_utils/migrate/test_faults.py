@@ -61,7 +61,7 @@ def test_invalid_index_left_by_a_concurrent_build_fails_the_migration_until_drop
     assert 'V2__t_x_key.sql line 2' in msg and 'public.t_x_key is INVALID' in msg
     assert 'drop_invalid_indexes: true' in msg
     assert err.value.details['invalid_indexes'] == ['public.t_x_key']
-    assert rows(pg_db, "SELECT version, success FROM schema_migrations ORDER BY installed_rank") == [
+    assert rows(pg_db, "SELECT version, success FROM dbdevops_schema_history ORDER BY installed_rank") == [
         ('1', True), ('2', False), ('2', False)]
     state = info(pg_db, path)
     assert state['current_version'] == '1'
@@ -81,7 +81,7 @@ def test_invalid_index_left_by_a_concurrent_build_fails_the_migration_until_drop
 def test_lost_history_on_a_populated_database_is_refused_naming_both_ways_out(pg_db, tmp_path):
     path = write(tmp_path, SEEDED)
     migrate(engine(pg_db, path))
-    rows(pg_db, 'DROP TABLE schema_migrations')
+    rows(pg_db, 'DROP TABLE dbdevops_schema_history')
     for opts in ({}, dict(history_table='schema_migration')):
         with pytest.raises(MigrationError) as err:
             migrate(engine(pg_db, path, **opts))
@@ -102,7 +102,7 @@ def test_history_table_moved_elsewhere_is_named_in_the_refusal(pg_db, tmp_path):
     migrate(engine(pg_db, path, history_schema='ops'))
     with pytest.raises(MigrationError) as err:
         migrate(engine(pg_db, path))                         # history_schema forgotten
-    assert 'a history table exists at ops.schema_migrations' in one_line(err.value)
+    assert 'a history table exists at ops.dbdevops_schema_history' in one_line(err.value)
     assert rows(pg_db, 'SELECT count(*) FROM users') == [(1,)]
 
 
@@ -110,7 +110,7 @@ def test_empty_database_and_empty_history_schema_still_migrate(pg_db, tmp_path):
     path = write(tmp_path, SEEDED)
     rows(pg_db, 'CREATE SCHEMA ops')
     assert migrate(engine(pg_db, path, history_schema='ops'))['current_version'] == '2'
-    assert rows(pg_db, 'SELECT count(*) FROM ops.schema_migrations') == [(2,)]
+    assert rows(pg_db, 'SELECT count(*) FROM ops.dbdevops_schema_history') == [(2,)]
 
 
 # 3. The lock session ended by the server
@@ -134,7 +134,7 @@ def test_lock_session_terminated_mid_run_stops_before_anything_else_applies(pg_d
     assert 'nothing further was applied' in msg
     assert rows(pg_db, "SELECT to_regclass('public.seeded')") == [(None,)]
     assert rows(pg_db, 'SELECT count(*) FROM a') == [(0,)]
-    assert rows(pg_db, 'SELECT version FROM schema_migrations WHERE success') == [('1',)]
+    assert rows(pg_db, 'SELECT version FROM dbdevops_schema_history WHERE success') == [('1',)]
 
 
 def test_server_idle_session_timeout_does_not_end_the_lock(pg_db, tmp_path):
@@ -198,7 +198,7 @@ def test_target_no_file_has_is_an_error_naming_the_nearest_versions(pg_db, tmp_p
     with pytest.raises(MigrationError) as err:
         migrate(engine(pg_db, path, target='2.5'))
     assert 'nearest: 2, 3' in one_line(err.value)
-    assert rows(pg_db, "SELECT to_regclass('public.schema_migrations')") == [(None,)]
+    assert rows(pg_db, "SELECT to_regclass('public.dbdevops_schema_history')") == [(None,)]
     assert migrate(engine(pg_db, path, target='2'))['current_version'] == '2'
 
 
@@ -253,16 +253,16 @@ def test_kill_9_mid_run_is_not_reported_as_drift_and_the_next_run_finishes(pg_db
 # 7. Messages, not raw exceptions
 
 @pytest.mark.parametrize('tamper, expect', [
-    ('ALTER TABLE schema_migrations DROP COLUMN checksum',
-     'history table public.schema_migrations has no column checksum'),
-    ('ALTER TABLE schema_migrations ALTER success DROP NOT NULL; '
-     "UPDATE schema_migrations SET success = NULL WHERE version = '2'",
-     'public.schema_migrations row installed_rank 2: success is NULL'),
-    ("UPDATE schema_migrations SET version = 'two' WHERE version = '2'",
-     'public.schema_migrations row installed_rank 2: version "two" is not a version'),
-    ("ALTER TABLE schema_migrations ALTER type DROP NOT NULL; "
-     "UPDATE schema_migrations SET type = NULL WHERE version = '1'",
-     'public.schema_migrations row installed_rank 1: type is NULL'),
+    ('ALTER TABLE dbdevops_schema_history DROP COLUMN checksum',
+     'history table public.dbdevops_schema_history has no column checksum'),
+    ('ALTER TABLE dbdevops_schema_history ALTER success DROP NOT NULL; '
+     "UPDATE dbdevops_schema_history SET success = NULL WHERE version = '2'",
+     'public.dbdevops_schema_history row installed_rank 2: success is NULL'),
+    ("UPDATE dbdevops_schema_history SET version = 'two' WHERE version = '2'",
+     'public.dbdevops_schema_history row installed_rank 2: version "two" is not a version'),
+    ("ALTER TABLE dbdevops_schema_history ALTER type DROP NOT NULL; "
+     "UPDATE dbdevops_schema_history SET type = NULL WHERE version = '1'",
+     'public.dbdevops_schema_history row installed_rank 1: type is NULL'),
 ], ids=['column dropped', 'NULL success', 'non-numeric version', 'NULL type'])
 def test_tampered_history_is_a_message_naming_table_row_and_column(pg_db, tmp_path, tamper, expect):
     path = write(tmp_path, SEEDED)
@@ -290,7 +290,7 @@ def test_role_without_create_gets_a_message_naming_schema_and_role(pg_db, tmp_pa
             with pytest.raises(MigrationError) as err:
                 eng.apply(eng.plan())
             msg = one_line(err.value)
-            assert 'cannot create the history table %s.schema_migrations' % schema in msg
+            assert 'cannot create the history table %s.dbdevops_schema_history' % schema in msg
             assert expect in msg and 'app_nocreate' in msg and 'GRANT CREATE' in msg
     finally:
         pg.sql('DROP ROLE app_nocreate')
@@ -305,7 +305,7 @@ def test_bad_timeouts_are_messages_before_anything_runs(pg_db, tmp_path, opts, e
     with pytest.raises(MigrationError) as err:
         engine(pg_db, path, **opts).plan()
     assert expect in one_line(err.value)
-    assert rows(pg_db, "SELECT to_regclass('public.schema_migrations')") == [(None,)]
+    assert rows(pg_db, "SELECT to_regclass('public.dbdevops_schema_history')") == [(None,)]
 
 
 @pytest.mark.parametrize('connect_params, expect', [
@@ -343,7 +343,7 @@ def test_lock_wait_names_the_holder_fields_in_place(pg_db, tmp_path):
     try:
         with holder.cursor() as cur:
             cur.execute('SELECT pg_advisory_lock(%s), pg_backend_pid()',
-                        (lock_key('public', 'schema_migrations'),))
+                        (lock_key('public', 'dbdevops_schema_history'),))
             pid = cur.fetchone()[1]
         with pytest.raises(MigrationError) as err:
             migrate(engine(pg_db, path, lock_wait=0))
@@ -382,7 +382,7 @@ def test_secret_placeholders_are_used_but_shown_nowhere(pg_db, tmp_path):
             migrate(engine(pg_db, path, secret_placeholders=secrets))
         failure = json.dumps([str(err.value), err.value.details], default=str)
         assert SECRET not in failure and 'invalid input syntax for type integer' in failure
-        history = json.dumps(rows(pg_db, 'SELECT row_to_json(h) FROM schema_migrations h'), default=str)
+        history = json.dumps(rows(pg_db, 'SELECT row_to_json(h) FROM dbdevops_schema_history h'), default=str)
         assert SECRET not in history and '********' in history
         state = json.dumps(info(pg_db, path, secret_placeholders=secrets), default=str)
         assert SECRET not in state and info(pg_db, path, secret_placeholders=secrets)['checksum_mismatches'] == []

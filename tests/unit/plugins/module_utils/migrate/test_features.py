@@ -26,7 +26,7 @@ def snapshot(pg_db, opts):
         schema = fpmod.take(conn)
     finally:
         conn.close()
-    table = '%s.%s' % (opts.get('history_schema', 'public'), opts.get('history_table', 'schema_migrations'))
+    table = '%s.%s' % (opts.get('history_schema', 'public'), opts.get('history_table', 'dbdevops_schema_history'))
     exists = sql(pg_db, 'SELECT to_regclass(%s) IS NOT NULL', (table,))[0][0]
     history = sql(pg_db, 'SELECT * FROM %s ORDER BY installed_rank' % table) if exists else None
     return schema, history
@@ -62,13 +62,13 @@ CASES = {
     'versioned': dict(
         files={'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);'},
         effect=lambda db, r: (applied(r) == [('versioned', '1', 'up'), ('versioned', '2', 'up')]
-                              and relations(db) == ['a', 'b', 'schema_migrations']
+                              and relations(db) == ['a', 'b', 'dbdevops_schema_history']
                               and r['current_version'] == '2' and r['pending'] == [])),
     'pair convention': dict(
         files={'1_create_a.up.sql': 'CREATE TABLE a (id int);', '1_create_a.down.sql': 'DROP TABLE a;',
                '2.1_create_b.up.sql': 'CREATE TABLE b (id int);'},
         effect=lambda db, r: applied(r) == [('versioned', '1', 'up'), ('versioned', '2.1', 'up')]
-        and relations(db) == ['a', 'b', 'schema_migrations']),
+        and relations(db) == ['a', 'b', 'dbdevops_schema_history']),
     'timestamp versions compared numerically': dict(
         files={'V20260102000000__b.sql': 'CREATE TABLE b (id int);',
                'V9__a.sql': 'CREATE TABLE a (id int);'},
@@ -96,18 +96,18 @@ CASES = {
         files={'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);'},
         opts=dict(target='1'),
         effect=lambda db, r: applied(r) == [('versioned', '1', 'up')] and r['pending'] == ['2']
-        and relations(db) == ['a', 'schema_migrations']),
+        and relations(db) == ['a', 'dbdevops_schema_history']),
     'downgrade with allow_downgrade': dict(
         files={'V1__a.sql': 'CREATE TABLE a (id int);', 'U1__a.sql': 'DROP TABLE a;',
                'V2__b.sql': 'CREATE TABLE b (id int);', 'U2__b.sql': 'DROP TABLE b;'},
         prep=prep_up(), opts=dict(target='1', allow_downgrade=True),
         effect=lambda db, r: applied(r) == [('undo', '2', 'down')] and r['current_version'] == '1'
-        and relations(db) == ['a', 'schema_migrations']),
+        and relations(db) == ['a', 'dbdevops_schema_history']),
     'baseline an existing database': dict(
         files={'V1__a.sql': 'CREATE TABLE a (id int);', 'V2__b.sql': 'CREATE TABLE b (id int);'},
         prep=lambda db, path: sql(db, 'CREATE TABLE a (id int)'), opts=dict(baseline_version='1'),
         effect=lambda db, r: applied(r) == [('baseline', '1', 'none'), ('versioned', '2', 'up')]
-        and relations(db) == ['a', 'b', 'schema_migrations']),
+        and relations(db) == ['a', 'b', 'dbdevops_schema_history']),
     'out_of_order': dict(
         files={'V1__a.sql': 'CREATE TABLE a (id int);', 'V3__c.sql': 'CREATE TABLE c (id int);'},
         prep=prep_up({'V2__b.sql': 'CREATE TABLE b (id int);'}), opts=dict(out_of_order=True),
@@ -116,7 +116,7 @@ CASES = {
         files={'V1__a.sql': 'CREATE TABLE a (id int);'},
         prep=prep_up({'V1__a.sql': 'CREATE TABLE a (id int); -- reviewed'}), opts=dict(repair=True),
         effect=lambda db, r: applied(r) == [('repair', '1', 'none')]
-        and sql(db, "SELECT count(*) FROM schema_migrations WHERE type = 'repair'") == [(1,)]),
+        and sql(db, "SELECT count(*) FROM dbdevops_schema_history WHERE type = 'repair'") == [(1,)]),
     'history table location': dict(
         files={'V1__a.sql': 'CREATE TABLE a (id int);'},
         opts=dict(history_schema='ops', history_table='migration_log'),

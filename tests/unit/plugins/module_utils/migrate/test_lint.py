@@ -3,9 +3,12 @@
 
 import pytest
 
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import lint as mlint
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import MigrationError
+from ansible_collections.dbdevops.postgresql.plugins.modules import migrate as migrate_module
 from tests.harness.migrate_samples import engine, migrate, plan_of, write
+from tests.harness.modules import run_module
 
 
 @pytest.fixture
@@ -71,7 +74,7 @@ def test_fail_on_lint_refuses_before_anything_and_ignore_directive(big_table, tm
     assert 'V1__idx.sql line 1' in str(err.value) and 'create-index-not-concurrently' in str(err.value)
     assert pg.sql("SELECT to_regclass('accounts_n')", dbname=db) == [(None,)]
     # refused at plan time, before the run takes its lock: not even the history table is created
-    assert pg.sql("SELECT to_regclass('schema_migrations')", dbname=db) == [(None,)]
+    assert pg.sql("SELECT to_regclass('dbdevops_schema_history')", dbname=db) == [(None,)]
     write(tmp_path, {'V1__idx.sql': '-- dbdevops:lint-ignore=create-index-not-concurrently\n'
                                     'CREATE INDEX accounts_n ON accounts (n);\n'})
     assert migrate(engine(big_table, path, fail_on_lint=True, baseline_version='0'))['changed'] is True
@@ -100,3 +103,50 @@ def test_a_statement_the_parser_rejects_is_an_error_in_check_mode_too(pg_db, tmp
     assert "PostgreSQL's parser" in message and 'V2__typo.sql line 2' in message
     assert 'nothing was applied' in message
     assert pg.sql("SELECT to_regclass('public.t') IS NULL", dbname=db) == [(True,)]
+
+
+def test_empty_and_new_tables_are_quiet_and_big_ones_are_not(big_table, tmp_path):
+    pg, db = big_table
+    pg.sql('CREATE TABLE staging (id int, v text)', dbname=db)
+    path = write(tmp_path, {'V1__idx.sql': 'CREATE INDEX staging_v ON staging (v);\n'
+                                           'ALTER TABLE staging ADD COLUMN seq bigint GENERATED ALWAYS AS IDENTITY;\n'
+                                           'ALTER TABLE accounts ADD COLUMN seq bigserial;\n'})
+    assert rules(plan_of(engine(big_table, path, baseline_version='0'))) == [
+        ('V1__idx.sql', 3, 'add-column-identity')]
+
+
+def test_lint_rules_option_and_project_file(big_table, tmp_path):
+    path = write(tmp_path, {'V1__x.sql': 'CREATE TABLE t (id int);\nALTER TABLE accounts DROP COLUMN n;\n'})
+    assert rules(plan_of(engine(big_table, path, baseline_version='0'))) == [('V1__x.sql', 2, 'drop-column')]
+    plan = plan_of(engine(big_table, path, baseline_version='0',
+                          lint_rules={'drop-column': False, 'prefer-bigint': True}))
+    assert rules(plan) == [('V1__x.sql', 1, 'prefer-bigint')]
+    write(tmp_path, {mlint.PROJECT_FILE: '{"rules": {"drop-column": false}}'})
+    assert rules(plan_of(engine(big_table, path, baseline_version='0'))) == []
+    # the option wins over the project file
+    plan = plan_of(engine(big_table, path, baseline_version='0', lint_rules={'drop-column': True}))
+    assert rules(plan) == [('V1__x.sql', 2, 'drop-column')]
+    with pytest.raises(DbDevopsError) as err:
+        plan_of(engine(big_table, path, baseline_version='0', lint_rules={'drop-colum': False}))
+    assert 'unknown lint rule drop-colum' in str(err.value)
+
+
+def test_fail_on_lint_counts_new_rules_and_module_takes_lint_rules(big_table, tmp_path):
+    pg, db = big_table
+    path = write(tmp_path, {'V1__rename.sql': 'ALTER TABLE accounts RENAME COLUMN email TO mail;\n'})
+    with pytest.raises(MigrationError) as err:
+        migrate(engine(big_table, path, fail_on_lint=True, baseline_version='0'))
+    assert '[rename-column]' in str(err.value)
+    result = run_module(migrate_module, dict(pg.conn_params(db), path=path, baseline_version='0', fail_on_lint=True,
+                                             lint_rules={'rename-column': False}))
+    assert not result.get('failed'), result.get('msg')
+    assert result['changed'] is True and result['lint'] == []
+
+
+def test_statement_timeout_option_counts_for_the_opt_in_rule(big_table, tmp_path):
+    path = write(tmp_path, {'V1__x.sql': 'ALTER TABLE accounts ADD COLUMN a int;\n'})
+    on = {'require-statement-timeout': True}
+    assert rules(plan_of(engine(big_table, path, baseline_version='0', lint_rules=on))) == [
+        ('V1__x.sql', 1, 'require-statement-timeout')]
+    assert rules(plan_of(engine(big_table, path, baseline_version='0', lint_rules=on,
+                                statement_timeout='10min'))) == []

@@ -8,6 +8,7 @@ import pytest
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate import scaffold
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.steps import MigrationError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.verify import (
     describe_verify_failure, verify_rollback)
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.files import (
@@ -73,3 +74,72 @@ def test_scaffold_new_migration_is_idempotent(tmp_path):
     assert os.path.exists(str(tmp_path / '20260102030406_second.up.sql'))
     with pytest.raises(MigrationFilesError, match='already exists'):
         scaffold.plan_new(str(tmp_path), 'third', version='20260102030406')
+
+
+# -- the whole schema, and a scratch database prepared from a template or a setup file
+
+NEEDS_PREREQUISITES = {
+    # the migrations expect the extension and the lookup table the application's platform team creates
+    'V1__accounts.sql': 'CREATE TABLE accounts (id bigint PRIMARY KEY, code citext REFERENCES platform_codes);',
+    'U1__accounts.sql': 'DROP TABLE accounts;',
+    'V2__comment.sql': "COMMENT ON TABLE accounts IS 'customer accounts';\n"
+                       'GRANT SELECT ON accounts TO PUBLIC;',
+    'U2__comment.sql': 'COMMENT ON TABLE accounts IS NULL;\n',             # forgets the grant
+}
+PREREQUISITES = 'CREATE EXTENSION citext;\nCREATE TABLE platform_codes (code citext PRIMARY KEY);\n'
+
+
+def test_scratch_prepared_from_setup_file_or_template_and_grant_forgotten_by_undo(pg_db, tmp_path):
+    pg, db = pg_db
+    params = ConnParams.from_params(pg.conn_params(db))
+    path = write(tmp_path / 'm', NEEDS_PREREQUISITES)
+    with pytest.raises(MigrationError, match='extension|type "citext" does not exist'):
+        verify_rollback(params, MigrateOptions(path))                     # a bare scratch database lacks them
+    assert databases(pg) == []
+
+    setup = tmp_path / 'setup.sql'
+    setup.write_text(PREREQUISITES)
+    report = verify_rollback(params, MigrateOptions(path, verify_setup=str(setup)))
+    assert report['verified'] is False and report['checked'] == ['1']
+    failure = report['failure']
+    assert failure['version'] == '2' and failure['stage'] == 'undo'
+    assert failure['differences'] == [dict(change='changed', object='table public.accounts',
+                                           detail='acl: +PUBLIC: SELECT')]
+    msg = describe_verify_failure(report)
+    assert msg.endswith('its undo does not restore the schema it had before (+ is there after the undo, '
+                        '- is missing):\n~ table public.accounts (acl: +PUBLIC: SELECT)')
+    assert databases(pg) == []
+
+    write(tmp_path / 'm', {'U2__comment.sql': 'COMMENT ON TABLE accounts IS NULL;\n'
+                                              'REVOKE SELECT ON accounts FROM PUBLIC;'})
+    assert verify_rollback(params, MigrateOptions(path, verify_setup=str(setup)))['verified'] is True
+
+    template = pg.create_database(db + '_tpl')
+    try:
+        pg.sql(PREREQUISITES, dbname=template)
+        report = verify_rollback(params, MigrateOptions(path, verify_template=template))
+        assert report['verified'] is True and report['checked'] == ['1', '2']
+        # a template someone is connected to cannot be copied: the error says so
+        busy = pg.connect(template)
+        try:
+            with pytest.raises(MigrationError, match='verify_template.*nobody may be connected'):
+                verify_rollback(params, MigrateOptions(path, verify_template=template))
+        finally:
+            busy.close()
+        # a template that already holds the history table would mix two histories
+        opts = MigrateOptions(path)
+        pg.sql('CREATE TABLE %s.%s (installed_rank int)' % (opts.history_schema, opts.history_table),
+               dbname=template)
+        with pytest.raises(MigrationError, match='already has the history table'):
+            verify_rollback(params, MigrateOptions(path, verify_template=template))
+    finally:
+        pg.sql('DROP DATABASE IF EXISTS "%s" WITH (FORCE)' % template)
+    assert databases(pg) == []
+
+    bad = tmp_path / 'bad.sql'
+    bad.write_text('CREATE EXTENSION no_such_extension;')
+    with pytest.raises(MigrationError, match='verify_setup .*bad.sql failed on scratch database'):
+        verify_rollback(params, MigrateOptions(path, verify_setup=str(bad)))
+    with pytest.raises(MigrationError, match='cannot read the verify_setup file'):
+        verify_rollback(params, MigrateOptions(path, verify_setup=str(tmp_path / 'missing.sql')))
+    assert databases(pg) == []
