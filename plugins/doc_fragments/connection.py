@@ -183,4 +183,3 @@ options:
       name:
         description: How the node is named in the results. Default C(host:port).
         type: str''' + _BLOCK
-

@@ -177,3 +177,24 @@ def test_rebuild_brings_the_standby_back(results):
     assert recap(run)['dbdrep-standby']['changed'] > 0
     after = run['after']
     assert after == dict(in_recovery=True, has_promoted_only=False, receiver='streaming')
+
+
+@pytest.mark.parametrize('mode', ['switchover', 'failover'])
+def test_drill_there_and_back_loses_no_acknowledged_write(host, mode):
+    """side_effect.yml drilled the pair after the rebuild: synchronous replication, so neither a
+    switchover nor an immediate-stop failover may lose an acknowledged write; both end in the
+    original roles, streaming again."""
+    path = os.path.join(os.environ['MOLECULE_EPHEMERAL_DIRECTORY'], 'drill_results.json')
+    with open(path) as handle:
+        drill = json.load(handle)[mode]
+    assert drill['passed'] is True, drill.get('verdict_reasons')
+    assert drill['rpo_writes_lost'] == 0 and drill['lost_ids'] == []
+    assert drill['rto_seconds'] > 0 and drill['timeline_after'] > drill['timeline_before']
+    assert drill['rejoined'] and drill['two_primaries'] is False
+    assert drill['primary_after'].startswith('primary')
+
+
+def test_pair_streams_in_the_original_roles_after_the_drills(host):
+    assert sql(host, PRIMARY_PORT, 'SELECT pg_is_in_recovery()') == 'f'
+    assert sql(host, STANDBY_PORT, 'SELECT pg_is_in_recovery()') == 't'
+    assert sql(host, PRIMARY_PORT, "SELECT state || ':' || sync_state FROM pg_stat_replication") == 'streaming:sync'

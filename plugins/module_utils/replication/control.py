@@ -33,6 +33,16 @@ OWN_CONFIG_FILES = ('postgresql.conf', 'postgresql.auto.conf', 'pg_hba.conf', 'p
 RECOVERY_KEYS = ('primary_conninfo', 'primary_slot_name')
 
 
+def _recovery_settings(conninfo, slot):
+    """postgresql.auto.conf lines of a standby: primary_conninfo, and primary_slot_name when it has one."""
+    def quoted(value):
+        return "'%s'" % value.replace('\\', '\\\\').replace("'", "''")
+    lines = 'primary_conninfo = %s\n' % quoted(conninfo)
+    if slot:
+        lines += 'primary_slot_name = %s\n' % quoted(slot)
+    return lines
+
+
 class ControlError(DbDevopsError):
     """A control program failed; the message names the node, the command and why."""
 
@@ -129,11 +139,14 @@ class NodeControl(object):
 
     def start_options(self):
         """The options of the last start (postmaster.opts) without the program and its -D."""
+        return ' '.join(shlex.quote(w) for w in self._start_words())
+
+    def _start_words(self):
         try:
             with open(os.path.join(self.data_dir, 'postmaster.opts')) as handle:
                 words = shlex.split(handle.read())
         except (OSError, ValueError):
-            return ''
+            return []
         words = words[1:]
         out, skip = [], False
         for word in words:
@@ -146,7 +159,7 @@ class NodeControl(object):
             if word.startswith('-D'):
                 continue
             out.append(word)
-        return ' '.join(shlex.quote(w) for w in out)
+        return out
 
     def shell_command(self, action, mode=None):
         try:
@@ -256,12 +269,12 @@ class NodeControl(object):
         return '%s --source-server="host=... port=... user=... (%s)"' % (
             ' '.join(shlex.quote(w) for w in self._as_owner([program, '-D', self.data_dir])), source_label)
 
-    def rewind(self, source_params, conninfo):
+    def rewind(self, source_params, conninfo, slot=None):
         """pg_rewind this (stopped) data directory from ``source_params``, then make it a standby.
 
         The target keeps its own configuration files (pg_rewind copies the
-        source's); ``conninfo`` becomes its primary_conninfo and standby.signal
-        is written.  Returns pg_rewind's last line.
+        source's); ``conninfo`` becomes its primary_conninfo (and ``slot`` its
+        primary_slot_name) and standby.signal is written.  Returns pg_rewind's last line.
         """
         saved = {}
         for name in OWN_CONFIG_FILES:
@@ -272,6 +285,7 @@ class NodeControl(object):
         t0 = time.monotonic()
         self.wait_reaped()
         reaped = time.monotonic() - t0
+        self._finish_crash_recovery()
         argv = [self.tool('pg_rewind'), '-D', self.data_dir, '--source-server=dbname=%s' % source_params.dbname]
         with _pgclient.LibpqEnv(source_params, server_major=self.server_major) as env:
             if os.geteuid() == 0:
@@ -286,15 +300,30 @@ class NodeControl(object):
             if name == 'postgresql.auto.conf':
                 text = ''.join(line for line in text.splitlines(True)
                                if line.split('=', 1)[0].strip() not in RECOVERY_KEYS)
-                text += "primary_conninfo = '%s'\n" % conninfo.replace('\\', '\\\\').replace("'", "''")
+                text += _recovery_settings(conninfo, slot)
             self._write(name, text)
         if 'postgresql.auto.conf' not in saved:
-            self._write('postgresql.auto.conf', "primary_conninfo = '%s'\n"
-                        % conninfo.replace('\\', '\\\\').replace("'", "''"))
+            self._write('postgresql.auto.conf', _recovery_settings(conninfo, slot))
         self._write('standby.signal', '')
         lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
         return '%s (%.2f s waiting for the old postmaster to be reaped, %.2f s pg_rewind)' % (
             lines[-1].strip() if lines else '', reaped, time.monotonic() - t0 - reaped)
+
+    def _finish_crash_recovery(self):
+        """Bring a data directory that was not shut down cleanly (immediate stop, kill) to a clean
+        shutdown, in single-user mode (no listener: it never accepts a client), with the options of
+        its last start. pg_rewind would do this itself, but without them: a Debian cluster keeps its
+        postgresql.conf outside the data directory, and the single-user server would not start."""
+        state = self.controldata().get('Database cluster state', '')
+        if state in ('shut down', 'shut down in recovery'):
+            return
+        words = self._start_words()
+        if self.cluster and not any(w.startswith('config_file=') for w in words):
+            version, name = self._cluster_parts()
+            words += ['-c', 'config_file=/etc/postgresql/%s/%s/postgresql.conf' % (version, name)]
+        self._run([self.tool('postgres'), '--single', '-F', '-c', 'exit_on_error=true', '-D', self.data_dir]
+                  + words + ['template1'], 'crash recovery in single-user mode (state was %r)' % state,
+                  timeout=3600)
 
     def _write(self, name, text):
         path = os.path.join(self.data_dir, name)

@@ -143,13 +143,14 @@ class FailoverDrillEngine(object):
             with conn.cursor() as cur:
                 cur.execute("SELECT current_setting('data_directory'), current_setting('wal_log_hints'), "
                             "current_setting('data_checksums'), current_setting('primary_conninfo'), "
-                            "current_setting('full_page_writes'), (SELECT count(*) FROM pg_database WHERE datname = %s)", (self.options.probe_db,))
-                data_dir, hints, checksums, conninfo, fpw, probe_db = cur.fetchone()
+                            "current_setting('full_page_writes'), (SELECT count(*) FROM pg_database WHERE datname = %s), "
+                            "current_setting('primary_slot_name')", (self.options.probe_db,))
+                data_dir, hints, checksums, conninfo, fpw, probe_db, slot = cur.fetchone()
         finally:
             conn.close()
         return dict(data_directory=data_dir, wal_log_hints=hints == 'on', data_checksums=checksums == 'on',
                     primary_conninfo=conninfo, full_page_writes=fpw == 'on',
-                    probe_db_exists=bool(probe_db))
+                    probe_db_exists=bool(probe_db), primary_slot_name=slot or None)
 
     def _control(self, node, settings, major):
         opts = self.options
@@ -481,14 +482,21 @@ class FailoverDrillEngine(object):
         parts.setdefault('user', target.login_user)
         return make_dsn(**parts)
 
-    def _rejoin(self, node, source, conninfo):
+    def _rejoin(self, node, source, conninfo, slot=None):
+        """Rewind ``node`` from ``source`` and start it as its standby. ``slot``: the physical slot it
+        streams through (the original standby's own, on a failback), created on ``source`` when
+        pg_rewind left none there (pg_rewind never copies slots)."""
         control = self.controls[node]
         self._step('CHECKPOINT on %s' % self.labels[source], self._query, source, 'CHECKPOINT')
         if control.running():
             raise DbDevopsError('%s runs: stop it before pg_rewind' % self.labels[node])
         source_params = self.params[source]
+        if slot:
+            self._step('replication slot %s on %s' % (slot, self.labels[source]), self._query, source,
+                       'SELECT count(pg_create_physical_replication_slot(%s, true)) FROM (SELECT 1) AS one '
+                       'WHERE NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = %s)', (slot, slot))
         self._step('pg_rewind %s from %s' % (self.labels[node], self.labels[source]), control.rewind,
-                   source_params, conninfo)
+                   source_params, conninfo, slot)
         self._step('start %s as a standby' % self.labels[node], control.start)
         self.down.discard(node)
         self.roles[node] = 'standby'
@@ -680,7 +688,8 @@ class FailoverDrillEngine(object):
         primary, standby = 'standby', 'primary'
         if opts.failback:
             back = self._handover('standby', 'primary', planned=True)
-            self._rejoin('standby', 'primary', self._conninfo_for('standby', 'primary', settings))
+            self._rejoin('standby', 'primary', self._conninfo_for('standby', 'primary', settings),
+                         settings['standby']['primary_slot_name'])
             values['failback'] = dict((k, back[k]) for k in ('rto_seconds', 'promotion_seconds', 'writes_lost',
                                                              'lost_ids', 'lsn_gap_bytes'))
             values['failback']['rejoined'] = True
