@@ -87,9 +87,73 @@ notes:
     # The connection blocks of modules that talk to several servers, documented once
     # (use with dbdevops.postgresql.connection): src/dst (data_compare, schema_diff),
     # primary/standby (failover_drill), nodes (replication_info). A module may add keys
-    # to an option here (required: true) or replace its description; the suboptions
-    # stay shared.
-    _BLOCK = r'''
+    # to an option here (required: true) or replace its description. Each fragment
+    # must be one string literal (ansible-test reads them without running Python), so
+    # the block's suboptions are written out in each; keep them the same.
+    BLOCKS = r'''
+options:
+  src:
+    description:
+      - Connection to the source database.
+      - Every suboption not given here takes the value of the top-level option of the same name
+        (which may come from the environment), so two databases on one server need only
+        O(src.db) and O(dst.db).
+    type: dict
+    suboptions:
+      login_user:
+        description:
+          - The role to log in as. Default O(login_user).
+        type: str
+      login_password:
+        description:
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
+        type: str
+      login_host:
+        description:
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
+        type: str
+      login_unix_socket:
+        description:
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
+        type: str
+      login_port:
+        description:
+          - Database port. Default O(login_port).
+        type: int
+        aliases: [ port ]
+      db:
+        description:
+          - Name of the database. Default O(db) (empty means C(postgres)).
+        type: str
+        aliases: [ login_db ]
+      ssl_mode:
+        description:
+          - libpq C(sslmode). Default O(ssl_mode).
+        type: str
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
+      ca_cert:
+        description:
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
+        type: str
+        aliases: [ ssl_rootcert ]
+      ssl_cert:
+        description:
+          - Client SSL certificate file. Default O(ssl_cert).
+        type: path
+      ssl_key:
+        description:
+          - Client SSL private key file. Default O(ssl_key).
+        type: path
+      connect_params:
+        description:
+          - Further libpq connection parameters. Default O(connect_params).
+        type: dict
+  dst:
+    description:
+      - Connection to the destination database; same suboptions and defaults as O(src).
+    type: dict
+    suboptions:
       login_user:
         description:
           - The role to log in as. Default O(login_user).
@@ -141,21 +205,6 @@ notes:
         type: dict
 '''
 
-    BLOCKS = r'''
-options:
-  src:
-    description:
-      - Connection to the source database.
-      - Every suboption not given here takes the value of the top-level option of the same name
-        (which may come from the environment), so two databases on one server need only
-        O(src.db) and O(dst.db).
-    type: dict
-    suboptions:''' + _BLOCK + r'''  dst:
-    description:
-      - Connection to the destination database; same suboptions and defaults as O(src).
-    type: dict
-    suboptions:''' + _BLOCK
-
     PAIR = r'''
 options:
   primary:
@@ -163,11 +212,111 @@ options:
       - Connection to the primary; what it leaves unset comes from the top-level connection options.
     type: dict
     required: true
-    suboptions:''' + _BLOCK + r'''  standby:
+    suboptions:
+      login_user:
+        description:
+          - The role to log in as. Default O(login_user).
+        type: str
+      login_password:
+        description:
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
+        type: str
+      login_host:
+        description:
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
+        type: str
+      login_unix_socket:
+        description:
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
+        type: str
+      login_port:
+        description:
+          - Database port. Default O(login_port).
+        type: int
+        aliases: [ port ]
+      db:
+        description:
+          - Name of the database. Default O(db) (empty means C(postgres)).
+        type: str
+        aliases: [ login_db ]
+      ssl_mode:
+        description:
+          - libpq C(sslmode). Default O(ssl_mode).
+        type: str
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
+      ca_cert:
+        description:
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
+        type: str
+        aliases: [ ssl_rootcert ]
+      ssl_cert:
+        description:
+          - Client SSL certificate file. Default O(ssl_cert).
+        type: path
+      ssl_key:
+        description:
+          - Client SSL private key file. Default O(ssl_key).
+        type: path
+      connect_params:
+        description:
+          - Further libpq connection parameters. Default O(connect_params).
+        type: dict
+  standby:
     description: Connection to its standby; same suboptions and defaults as O(primary).
     type: dict
     required: true
-    suboptions:''' + _BLOCK
+    suboptions:
+      login_user:
+        description:
+          - The role to log in as. Default O(login_user).
+        type: str
+      login_password:
+        description:
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
+        type: str
+      login_host:
+        description:
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
+        type: str
+      login_unix_socket:
+        description:
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
+        type: str
+      login_port:
+        description:
+          - Database port. Default O(login_port).
+        type: int
+        aliases: [ port ]
+      db:
+        description:
+          - Name of the database. Default O(db) (empty means C(postgres)).
+        type: str
+        aliases: [ login_db ]
+      ssl_mode:
+        description:
+          - libpq C(sslmode). Default O(ssl_mode).
+        type: str
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
+      ca_cert:
+        description:
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
+        type: str
+        aliases: [ ssl_rootcert ]
+      ssl_cert:
+        description:
+          - Client SSL certificate file. Default O(ssl_cert).
+        type: path
+      ssl_key:
+        description:
+          - Client SSL private key file. Default O(ssl_key).
+        type: path
+      connect_params:
+        description:
+          - Further libpq connection parameters. Default O(connect_params).
+        type: dict
+'''
 
     NODES = r'''
 options:
@@ -182,4 +331,54 @@ options:
     suboptions:
       name:
         description: How the node is named in the results. Default C(host:port).
-        type: str''' + _BLOCK
+        type: str
+      login_user:
+        description:
+          - The role to log in as. Default O(login_user).
+        type: str
+      login_password:
+        description:
+          - The password of the block's login user. Default O(login_password).
+          - It reaches libpq through a C(0600) passfile, never a command line or a log.
+        type: str
+      login_host:
+        description:
+          - Host running the database. Default O(login_host) (empty means the local Unix socket).
+        type: str
+      login_unix_socket:
+        description:
+          - Directory of the Unix domain socket. Default O(login_unix_socket).
+        type: str
+      login_port:
+        description:
+          - Database port. Default O(login_port).
+        type: int
+        aliases: [ port ]
+      db:
+        description:
+          - Name of the database. Default O(db) (empty means C(postgres)).
+        type: str
+        aliases: [ login_db ]
+      ssl_mode:
+        description:
+          - libpq C(sslmode). Default O(ssl_mode).
+        type: str
+        choices: [ allow, disable, prefer, require, verify-ca, verify-full ]
+      ca_cert:
+        description:
+          - File with the certificate authorities that signed the server certificate. Default O(ca_cert).
+        type: str
+        aliases: [ ssl_rootcert ]
+      ssl_cert:
+        description:
+          - Client SSL certificate file. Default O(ssl_cert).
+        type: path
+      ssl_key:
+        description:
+          - Client SSL private key file. Default O(ssl_key).
+        type: path
+      connect_params:
+        description:
+          - Further libpq connection parameters. Default O(connect_params).
+        type: dict
+'''
