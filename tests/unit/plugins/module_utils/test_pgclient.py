@@ -62,6 +62,10 @@ def test_colons_and_backslashes_in_passwords(pg):
     assert done.stdout.strip() == 'odd', done.stderr
 
 
+# what holds the ansible_collections/ this test imports (wherever bootstrap put it)
+_COLLECTIONS = _pgclient.__file__.split(os.sep + 'ansible_collections' + os.sep, maxsplit=1)[0]
+
+
 def test_children_die_with_a_killed_parent(tmp_path):
     """kill -9 of the process that started a client program leaves no orphan behind."""
     pidfile = tmp_path / 'child.pid'
@@ -72,7 +76,7 @@ def test_children_die_with_a_killed_parent(tmp_path):
         proc = _pgclient.popen(['sleep', '300'])
         open(%r, 'w').write(str(proc.pid))
         proc.wait()
-    ''' % (os.path.join(REPO_ROOT, '.venv', 'collections'), REPO_ROOT, str(pidfile)))
+    ''' % (_COLLECTIONS, REPO_ROOT, str(pidfile)))
     parent = subprocess.Popen([sys.executable, '-c', script])
     try:
         for _attempt in range(100):
