@@ -44,7 +44,7 @@ sys.path.insert(0, os.path.join(ROOT, 'benchmarks'))
 sys.path.insert(0, os.path.join(ROOT, '.venv', 'collections'))
 
 from tests.harness.pgcluster import PgCluster  # noqa: E402
-from bench_migrate import environment  # noqa: E402
+from bench_migrate import environment, scratch_databases  # noqa: E402
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams  # noqa: E402
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.engine import MigrateEngine  # noqa: E402
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.migrate.options import MigrateOptions  # noqa: E402
@@ -132,15 +132,7 @@ def main():
     rows = []
     with PgCluster() as pg:
         print(environment(pg) + '; ' + version)
-        counter = [0]
-
-        def fresh():
-            counter[0] += 1
-            return pg.create_database('bench_%d' % counter[0])
-
-        def drop(db):
-            pg.sql('DROP DATABASE IF EXISTS "%s"' % db)
-
+        fresh, drop = scratch_databases(pg)
         for n in [10] + [int(s) for s in args.sizes.split(',')]:
             ours, theirs = make_folders(n)
             runs = dict(dbmate=[], dbmate_idle=[], engine=[], engine_idle=[])

@@ -86,6 +86,20 @@ def environment(pg):
                            load, version, platform.python_version()))
 
 
+def scratch_databases(pg):
+    """(fresh, drop): fresh() creates the next ``bench_<n>`` database and returns its name; drop(name) removes it."""
+    counter = [0]
+
+    def fresh():
+        counter[0] += 1
+        return pg.create_database('bench_%d' % counter[0])
+
+    def drop(db):
+        pg.sql('DROP DATABASE IF EXISTS "%s"' % db)
+
+    return fresh, drop
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--sizes', default='500,1000,2000')
@@ -95,15 +109,7 @@ def main():
     rows = []
     with PgCluster() as pg:
         print(environment(pg))
-        counter = [0]
-
-        def fresh():
-            counter[0] += 1
-            return pg.create_database('bench_%d' % counter[0])
-
-        def drop(db):
-            pg.sql('DROP DATABASE IF EXISTS "%s"' % db)
-
+        fresh, drop = scratch_databases(pg)
         warm = make_folder(100)             # first connections and caches are not the measure
         warm_script = make_psql_script(100)
         db = fresh()
