@@ -38,7 +38,7 @@ __apt_install() {
 }
 
 __lab_pkgs=(python3 python3-venv python3-pip python3-psycopg2 openssl ca-certificates locales)
-__dev_pkgs=(postgresql postgresql-contrib postgresql-client cron logrotate python3-pglast iproute2 procps shellcheck e2fsprogs util-linux git)
+__dev_pkgs=(postgresql postgresql-contrib postgresql-client cron logrotate python3-pglast iproute2 procps shellcheck e2fsprogs util-linux git pgbackrest openssh-server openssh-client)
 if [ "$__profile" = dev ]; then
   __apt_install "${__lab_pkgs[@]}" "${__dev_pkgs[@]}"
 else

@@ -191,6 +191,21 @@ def kill(proc):
             pass
 
 
+def pid_alive(pid):
+    """Whether process ``pid`` runs (a zombie does not; another user's process does)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open('/proc/%d/stat' % pid) as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except (OSError, IndexError):
+        return False
+
+
 def error_lines(stderr_text):
     """The lines of a client's stderr that report an error."""
     return [ln for ln in (stderr_text or '').splitlines() if ERROR_LINE.search(ln)]

@@ -48,6 +48,22 @@ description:
   - A step that fails ends the drill with the state reached (which node is primary, which is down) and the commands
     to recover, in RV(recovery) and the message.
   - O(report_path) writes a self-contained HTML report (inline SVG timeline, no external files).
+  - Across hosts, O(fault=partition) (with O(mode=failover)) controls neither server - it runs wherever it
+    reaches both (the standby's host or a controller), cuts the primary off with O(fault_command) (a program
+    and its arguments run here, for example C(ip link set eth1 down) or a firewall rule) or, without it, waits
+    up to O(fault_wait_seconds) for an outside fault that the probe writer notices. It then requires every
+    connection attempt to the old primary to fail for O(fence_confirm_seconds), lets the standby replay what it
+    received, promotes it over SQL and measures RTO and RPO as always. The old primary is isolated, not stopped
+    (RV(old_primary_state=isolated)) - it still runs and the task warns to fence it before its network returns.
+    O(rejoin) and O(failback) are refused with this fault, and the data directory options are not needed.
+  - O(mode=rejoin) runs on the old primary's host after a failover, with the same blocks as the drill -
+    O(primary) is the old primary (on this host, O(primary_data_dir) or O(primary_cluster)), O(standby) the node
+    that was promoted. It refuses, touching nothing, unless O(standby) is a primary on a newer timeline of the same
+    cluster and pg_rewind can work. If the old primary still runs (a partition healed before it was fenced) it is
+    stopped first (fast, then immediate); then C(CHECKPOINT) on the new primary, C(pg_rewind), C(standby.signal)
+    and O(rejoin_primary_conninfo), start, and it must stream on the new timeline; the probe table is compared
+    when there is one. A node that already streams from the new primary on its timeline is left alone
+    (C(changed=false)).
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
@@ -64,15 +80,41 @@ attributes:
     platforms: posix
 options:
   mode:
-    description: V(switchover) (planned, no loss allowed) or V(failover) (the primary fails, see O(fault)).
+    description:
+      - V(switchover) (planned, no loss allowed) or V(failover) (the primary fails, see O(fault)).
+      - V(rejoin) (version 0.3.0) - on the old primary's host, after a failover, fence it if it runs, rewind it
+        and make it a streaming standby of the promoted node (O(standby)).
     type: str
-    choices: [switchover, failover]
+    choices: [switchover, failover, rejoin]
     default: switchover
   fault:
-    description: How the primary fails in V(failover) mode - C(pg_ctl stop -m immediate), or SIGKILL of the postmaster.
+    description:
+      - How the primary fails in V(failover) mode - C(pg_ctl stop -m immediate), SIGKILL of the postmaster, or
+        V(partition) (version 0.3.0) - the primary is cut off the network (O(fault_command)) and is not stopped.
+      - Ignored in modes V(switchover) and V(rejoin), except that V(partition) requires V(failover).
     type: str
-    choices: [stop_immediate, kill]
+    choices: [stop_immediate, kill, partition]
     default: stop_immediate
+  fault_command:
+    description:
+      - With O(fault=partition), the program and its arguments (no shell) that cut the primary off, run on this
+        host at the fault; it must exit 0.
+      - Unset - the drill waits up to O(fault_wait_seconds) for an outside fault (the probe writer fails to write).
+    type: list
+    elements: str
+    version_added: 0.3.0
+  fault_wait_seconds:
+    description: With O(fault=partition) and no O(fault_command), seconds to wait for the primary to become unreachable.
+    type: float
+    default: 60.0
+    version_added: 0.3.0
+  fence_confirm_seconds:
+    description:
+      - With O(fault=partition), seconds during which every connection attempt to the old primary (2 s connect
+        timeout each, at least one) must fail before the standby is promoted.
+    type: float
+    default: 3.0
+    version_added: 0.3.0
   primary_data_dir:
     description: Data directory of the primary on this host. Default the server's C(data_directory).
     type: path
@@ -135,9 +177,12 @@ options:
     default: false
   rejoin_primary_conninfo:
     description:
-      - C(primary_conninfo) of the old primary once it rejoins.
+      - C(primary_conninfo) of the old primary once it rejoins (O(rejoin), O(failback), O(mode=rejoin)).
       - Default the standby's own C(primary_conninfo) (its authentication settings) with C(host) and C(port) of
-        O(standby). A failback gives the original standby its own C(primary_conninfo) back.
+        O(standby) (in O(mode=rejoin) without C(application_name), so the old primary's C(cluster_name) names it).
+        A failback gives the original standby its own C(primary_conninfo) back.
+      - Across hosts, the default names the standby's passfile, which is on the standby's host; give the old
+        primary's own, for example C(host=db2 port=5432 user=replicator passfile=/etc/postgresql/15/main/rejoin.pgpass).
     type: str
   sync_standby_names_after_promotion:
     description:
@@ -169,6 +214,8 @@ options:
 notes:
   - The drill really stops and promotes servers. Run it against a pair meant for drills, or in a maintenance window.
   - Only a primary with one standby is drilled; other standbys of the primary are not repointed.
+  - With O(fault=partition) the drill only knows that the old primary is unreachable from where it runs; clients
+    elsewhere may still reach it. Fence it before its network returns (docs/failover-drills.md).
   - The login roles must be superusers (C(pg_promote), C(CHECKPOINT), C(pg_rewind) from the new primary, and reading
     C(primary_conninfo)).
 seealso:
@@ -201,6 +248,27 @@ EXAMPLES = r'''
     sync_standby_names_after_promotion: ""
     rejoin: true
   register: drill
+
+- name: Across hosts - cut the primary's link from the controller and promote the standby over SQL
+  dbdevops.postgresql.failover_drill:
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    primary: {login_host: 10.0.0.11}
+    standby: {login_host: 10.0.0.12}
+    mode: failover
+    fault: partition
+    fault_command: [ip, link, set, veth-db1, down]
+  delegate_to: localhost
+
+- name: Then, on the old primary's host - fence it, rewind it, make it a standby of the new primary
+  dbdevops.postgresql.failover_drill:
+    login_user: postgres
+    login_password: "{{ vault_postgres_password }}"
+    primary: {login_host: 10.0.0.11}
+    standby: {login_host: 10.0.0.12}
+    mode: rejoin
+    primary_cluster: 15/main
+    rejoin_primary_conninfo: host=10.0.0.12 port=5432 user=replicator passfile=/etc/postgresql/15/main/rejoin.pgpass
 '''
 
 RETURN = r'''
@@ -356,6 +424,28 @@ report_path:
   returned: always
   type: str
   sample: /var/lib/postgresql/drills/switchover.html
+old_primary_state:
+  description:
+    - What became of the old primary - C(stopped) (switchover), C(stopped (immediate)), C(killed), or C(isolated)
+      (O(fault=partition) - unreachable from here, not stopped; fence it). In O(mode=rejoin), what was found before
+      the rejoin - C(primary), C(stopped), C(standby), C(standby (not streaming from ...)), C(running (unreachable)).
+    - Null in check mode of a drill.
+  returned: always
+  type: str
+  sample: isolated
+  version_added: 0.3.0
+rewind_seconds:
+  description: In O(mode=rejoin), seconds pg_rewind took; else null.
+  returned: always
+  type: float
+  sample: 1.42
+  version_added: 0.3.0
+streaming:
+  description: In O(mode=rejoin), whether the old primary streams from the new primary at the end; else null.
+  returned: always
+  type: bool
+  sample: true
+  version_added: 0.3.0
 '''
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (

@@ -63,18 +63,7 @@ def _children_of(pid):
     return found
 
 
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open('/proc/%d/stat' % pid) as handle:
-            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except (OSError, IndexError):
-        return False
+_alive = _pgclient.pid_alive
 
 
 class NodeControl(object):
@@ -92,6 +81,19 @@ class NodeControl(object):
     # -- describing
     def describe(self):
         return ('cluster %s' % self.cluster) if self.cluster else ('data directory %s' % self.data_dir)
+
+    def resolve_data_dir(self):
+        """The data directory; a Debian cluster's is read from its configuration (pg_conftool)."""
+        if self.data_dir or not self.cluster:
+            return self.data_dir
+        version, name = self._cluster_parts()
+        done = _pgclient.run(['pg_conftool', '-s', version, name, 'show', 'data_directory'], timeout=60)
+        if done.returncode != 0 or not done.stdout.strip():
+            raise ControlError('%s: cannot read the data directory of cluster %s with pg_conftool: %s (is the '
+                               'cluster on this host? pg_lsclusters lists them)'
+                               % (self.label, self.cluster, done.why()))
+        self.data_dir = done.stdout.strip()
+        return self.data_dir
 
     def tool(self, name):
         if name not in self._tools:

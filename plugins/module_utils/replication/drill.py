@@ -24,7 +24,19 @@ acknowledged write may be lost) and ``failover`` (the primary is stopped
 ``immediate`` or its postmaster is killed with SIGKILL, then the standby is
 promoted).  The old primary is confirmed down (pg_ctl status, connection
 refused, its backends gone) before the standby is promoted, and the probe
-writes only to the node the drill calls the primary.  ``rejoin`` rewinds the
+writes only to the node the drill calls the primary.
+
+``fault: partition`` (failover mode) is the drill across hosts: the drill
+controls no server.  It runs wherever it reaches both nodes, cuts the
+primary off with ``fault_command`` (an argv run here, for example
+``ip link set <veth> down``) or waits up to ``fault_wait_seconds`` for an
+outside fault that the probe writer notices, confirms the old primary stays
+unreachable for ``fence_confirm_seconds``, promotes the standby over SQL and
+measures as always.  The old primary is *isolated, not stopped*
+(``old_primary_state: isolated``): it must be fenced before its network
+returns, then rejoined with ``mode: rejoin`` on its own host
+(``rejoin.RejoinEngine``; ``FailoverDrillEngine(sides, options)`` builds one
+when ``options.mode`` is ``rejoin``).  ``rejoin`` rewinds the
 old primary (pg_rewind) and starts it as a standby of the new primary;
 ``failback`` switches back to the original roles.  The probe table (and
 ``compare_tables``) are then compared between the two nodes with
@@ -44,9 +56,10 @@ __metaclass__ = type
 import dataclasses
 import datetime
 import os
+import shlex
 import time
 
-from ansible_collections.dbdevops.postgresql.plugins.module_utils import datacompare
+from ansible_collections.dbdevops.postgresql.plugins.module_utils import _pgclient, datacompare
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._options import option
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
@@ -64,7 +77,10 @@ RESULT_KEYS = ('mode', 'fault', 'passed', 'verdict', 'verdict_reasons', 'primary
                'rto_seconds', 'promotion_seconds', 'rpo_writes_lost', 'lost_ids', 'rpo_lsn_bytes',
                'timeline_before', 'timeline_after', 'writes_acknowledged', 'writes_failed', 'two_primaries',
                'steps', 'events', 'pre_checks', 'rejoined', 'failback', 'data_check', 'nodes', 'recovery',
-               'report_path')
+               'report_path', 'old_primary_state', 'rewind_seconds', 'streaming')
+PARTITION_WARNING = ('%s was isolated, not stopped: it still runs and accepts writes from any client that reaches '
+                     'it. Fence it (stop it) before its network returns, then rejoin it as a standby of %s: run '
+                     'failover_drill with mode: rejoin on its host (that stops it first if it still runs)')
 
 
 @dataclasses.dataclass
@@ -72,8 +88,11 @@ class FailoverDrillOptions(object):
     """The options of failover_drill (the primary/standby blocks' suboptions come from ``_module``)."""
     primary: dict = option(type='dict', required=True, cli=False)
     standby: dict = option(type='dict', required=True, cli=False)
-    mode: str = option('switchover', choices=['switchover', 'failover'])
-    fault: str = option('stop_immediate', choices=['stop_immediate', 'kill'])
+    mode: str = option('switchover', choices=['switchover', 'failover', 'rejoin'])
+    fault: str = option('stop_immediate', choices=['stop_immediate', 'kill', 'partition'])
+    fault_command: list = option(type='list', elements='str')
+    fault_wait_seconds: float = option(60.0, type='float')
+    fence_confirm_seconds: float = option(3.0, type='float')
     primary_data_dir: str = option(type='path')
     primary_cluster: str = option()
     primary_log_file: str = option(type='path')
@@ -117,8 +136,44 @@ def _round(value, digits=3):
     return None if value is None else round(value, digits)
 
 
+def validate(opts):
+    """What the argument spec cannot say about the mode and the fault; raises DbDevopsError.
+
+    ``mode: rejoin`` ignores the fault options, so one inventory serves the drill and the rejoin."""
+    if opts.mode == 'rejoin':
+        if opts.failback:
+            raise DbDevopsError('failback does not apply to mode: rejoin (it rejoins the old primary only)')
+        return
+    if opts.fault == 'partition' and opts.mode != 'failover':
+        raise DbDevopsError('fault: partition is a failover fault: set mode: failover (mode is %s)' % opts.mode)
+    if opts.fault == 'partition' and (opts.rejoin or opts.failback):
+        raise DbDevopsError('fault: partition cannot rejoin or fail back in the same run: the old primary is '
+                            'isolated, not stopped, and this host cannot stop or rewind it. Run without rejoin and '
+                            'failback, fence the old primary, then run failover_drill with mode: rejoin on the old '
+                            'primary\'s host')
+    if opts.fault_command is not None and (opts.fault != 'partition' or opts.mode != 'failover'):
+        raise DbDevopsError('fault_command is the fault of fault: partition (mode: failover); got mode %s, fault %s'
+                            % (opts.mode, opts.fault))
+    if opts.fault_command is not None and (not opts.fault_command or not all(
+            isinstance(w, str) and w for w in opts.fault_command)):
+        raise DbDevopsError('fault_command must be a non-empty list of program and arguments (an argv, run '
+                            'without a shell), for example [ip, link, set, veth1, down]; got %r' % (opts.fault_command,))
+    for name in ('fault_wait_seconds', 'fence_confirm_seconds'):
+        if getattr(opts, name) is not None and getattr(opts, name) < 0:
+            raise DbDevopsError('%s must be 0 or more, got %s' % (name, getattr(opts, name)))
+
+
 class FailoverDrillEngine(object):
-    """failover_drill as an engine: ``sides`` is ``(primary ConnParams, standby ConnParams)``."""
+    """failover_drill as an engine: ``sides`` is ``(primary ConnParams, standby ConnParams)``.
+
+    With ``options.mode == 'rejoin'`` the instance is a ``rejoin.RejoinEngine``.
+    """
+
+    def __new__(cls, sides, options):
+        if cls is FailoverDrillEngine and getattr(options, 'mode', None) == 'rejoin':
+            from ansible_collections.dbdevops.postgresql.plugins.module_utils.replication.rejoin import RejoinEngine
+            return object.__new__(RejoinEngine)
+        return object.__new__(cls)
 
     def __init__(self, sides, options):
         self.params = dict(zip(NODES, sides))
@@ -133,6 +188,7 @@ class FailoverDrillEngine(object):
         self.t0 = None
         self.current_step = None
         self.sync_restore = {}
+        self.warnings = []
 
     # -- pre-checks -------------------------------------------------------------
     def _settings(self, node):
@@ -208,7 +264,7 @@ class FailoverDrillEngine(object):
                                pre_checks=checks, nodes=list(nodes.values()))
         settings = dict((n, self._settings(n)) for n in NODES)
         major = p['server_version_num'] // 10000
-        for n in NODES:
+        for n in (() if opts.fault == 'partition' and opts.mode == 'failover' else NODES):
             control = self._control(n, settings[n], major)
             self.controls[n] = control
             if control.cluster:
@@ -257,11 +313,24 @@ class FailoverDrillEngine(object):
         if opts.mode == 'switchover':
             steps += ['stop the writes', 'CHECKPOINT on the primary', 'stop the primary (fast)',
                       'wait until the standby has replayed the primary\'s shutdown checkpoint']
+        elif opts.fault == 'partition':
+            steps += [('cut the primary off: run %s' % ' '.join(shlex.quote(w) for w in opts.fault_command))
+                      if opts.fault_command else
+                      'wait up to %ss for the primary to become unreachable (the probe writer fails)'
+                      % opts.fault_wait_seconds]
         else:
             steps += ['%s the primary' % ('kill -9 the postmaster of' if opts.fault == 'kill' else
                                           'stop (immediate)')]
-        steps += ['confirm the old primary is down', 'promote the standby (pg_promote, then pg_is_in_recovery)',
+        if opts.mode == 'failover' and opts.fault == 'partition':
+            steps += ['confirm the old primary stays unreachable from here for %ss (isolated, not stopped)'
+                      % opts.fence_confirm_seconds]
+        else:
+            steps += ['confirm the old primary is down']
+        steps += ['promote the standby (pg_promote, then pg_is_in_recovery)',
                   'write to the new primary; measure RTO and RPO']
+        if opts.mode == 'failover' and opts.fault == 'partition':
+            steps += ['report the old primary as isolated: fence it before its network returns, then rejoin it '
+                      '(mode: rejoin on its host)']
         if opts.rejoin or opts.failback:
             steps += ['CHECKPOINT on the new primary', 'pg_rewind the old primary from the new primary',
                       'start the old primary as a standby; wait until it streams']
@@ -280,11 +349,12 @@ class FailoverDrillEngine(object):
                       passed=False, verdict='not run', verdict_reasons=[], lost_ids=[], steps=[], events=[],
                       pre_checks=[], two_primaries=False, rejoined=False, failback=None, data_check=None,
                       nodes=[], recovery=[], report_path=self.options.report_path, writes_acknowledged=0,
-                      writes_failed=0)
+                      writes_failed=0, streaming=None)
         values.update(given)
         return values
 
     def plan(self):
+        validate(self.options)
         checks, nodes, _settings = self.prechecks()
         steps = [dict(step=s, planned=True) for s in self.planned_steps()]
         values = self._values(pre_checks=checks, steps=steps, nodes=list(nodes.values()),
@@ -321,8 +391,8 @@ class FailoverDrillEngine(object):
         params = params.replace(connect_params=dict(params.connect_params, connect_timeout=timeout))
         return connect(params, dbname=dbname, autocommit=True, application_name='dbdevops_failover_drill')
 
-    def _query(self, node, statement, args=None, dbname=None):
-        conn = self._connect(node, dbname)
+    def _query(self, node, statement, args=None, dbname=None, timeout=5):
+        conn = self._connect(node, dbname, timeout)
         try:
             with conn.cursor() as cur:
                 cur.execute(statement, args)
@@ -400,6 +470,61 @@ class FailoverDrillEngine(object):
         acked = [a.lsn for a in self.writer.acked(src) if a.lsn]
         return fault, max(acked, key=info.lsn_int) if acked else None
 
+    def _partition_fault(self, src, dst):
+        """Cut ``src`` off (fault_command) or wait until something else does; stop the writes. Returns
+        (fault time, last flush LSN the old primary reported to the probe)."""
+        opts = self.options
+        before = len(self.writer.failed_at)
+        if opts.fault_command:
+            fault = time.monotonic()
+            self._event('fault: %s cut off (fault_command)' % src, fault)
+            self._step('run fault_command %s' % ' '.join(shlex.quote(w) for w in opts.fault_command),
+                       self._run_fault_command)
+        else:
+            self._step('wait up to %ss for %s to become unreachable' % (opts.fault_wait_seconds, self.labels[src]),
+                       self._wait, 'the probe writer fails to write to %s (an outside fault: nothing cut it off '
+                       'within fault_wait_seconds)' % self.labels[src],
+                       lambda: len(self.writer.failed_at) > before, opts.fault_wait_seconds)
+            fault = self.writer.failed_at[before]
+            self._event('fault: the probe writer lost %s (%s)' % (src, self.writer.last_error), fault)
+        # never again to the old primary: a write in flight fails within the writer's TCP timeouts
+        if not self.writer.pause(30):
+            raise DbDevopsError('the probe writer is still blocked on a write to %s: refusing to promote'
+                                % self.labels[src])
+        acked = [a.lsn for a in self.writer.acked(src) if a.lsn]
+        return fault, max(acked, key=info.lsn_int) if acked else None
+
+    def _run_fault_command(self):
+        argv = list(self.options.fault_command)
+        try:
+            done = _pgclient.run(argv, timeout=120)
+        except (OSError, DbDevopsError) as exc:
+            raise DbDevopsError('fault_command %s could not run: %s' % (argv[0], exc))
+        if done.returncode != 0:
+            raise DbDevopsError('fault_command %s failed (%s): nothing was promoted; undo what it did, if anything'
+                                % (' '.join(shlex.quote(w) for w in argv), done.why()))
+        return 'fault_command exited 0'
+
+    def _confirm_isolated(self, node):
+        """Every connection attempt to ``node`` fails for fence_confirm_seconds (at least one attempt)."""
+        deadline = time.monotonic() + self.options.fence_confirm_seconds
+        attempts, last = 0, None
+        while True:
+            attempts += 1
+            try:
+                conn = self._connect(node, timeout=2)
+            except DbDevopsError as exc:
+                last = (str(exc).strip().splitlines() or [''])[0]
+            else:
+                conn.close()
+                raise DbDevopsError('%s still accepts connections from here after the fault: refusing to promote, '
+                                    'that would make two primaries (is the fault in place?)' % self.labels[node])
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.2)
+        return ('%s is isolated, not stopped: %d connection attempt(s) over %.1f s failed (last: %s)'
+                % (self.labels[node], attempts, self.options.fence_confirm_seconds, last))
+
     def _settle_replay(self, node, quiet=0.3, timeout=30):
         """Wait until ``node`` replayed what it received, or its replay stopped moving for ``quiet`` seconds.
 
@@ -457,7 +582,7 @@ class FailoverDrillEngine(object):
         both = []
         for n in NODES:
             try:
-                if self._is_primary(n):
+                if not self._query(n, 'SELECT pg_is_in_recovery()', timeout=2)[0]:
                     both.append(n)
             except DbDevopsError:
                 pass
@@ -514,13 +639,20 @@ class FailoverDrillEngine(object):
             self._step('stop the writes', self._stop_writes)
             last_ack = self.writer.last_ack(src)
             fault, last_lsn = self._switchover_fault(src, dst)
+        elif opts.fault == 'partition':
+            fault, last_lsn = self._partition_fault(src, dst)
+            last_ack = self.writer.last_ack(src)
         else:
             fault, last_lsn = self._failover_fault(src, dst)
             self.writer.pause(30)   # never again to the old primary, whatever happens to it
             last_ack = self.writer.last_ack(src)
         if last_ack is not None:
             self._event('last acknowledged write on %s (id %d)' % (src, last_ack.id), last_ack.mono, last_ack.wall)
-        self._step('confirm %s is down' % self.labels[src], self._confirm_down, src)
+        if not planned and opts.fault == 'partition':
+            self._step('confirm %s is unreachable' % self.labels[src], self._confirm_isolated, src)
+            self._step('let %s replay what it received' % self.labels[dst], self._settle_replay, dst)
+        else:
+            self._step('confirm %s is down' % self.labels[src], self._confirm_down, src)
         replay_lsn = self._query(dst, 'SELECT pg_last_wal_replay_lsn()::text')[0]
         promoted, answer = self._step('promote %s' % self.labels[dst], self._promote, dst)
         self._event('promotion of %s confirmed' % dst, promoted)
@@ -651,10 +783,12 @@ class FailoverDrillEngine(object):
                 values['recovery'] = self._recovery(values['nodes'])
             except Exception as exc:  # noqa: BLE001 - the report must come out anyway
                 values['recovery'] = ['check both nodes with dbdevops.postgresql.replication_info (%s)' % exc]
+        elif values['old_primary_state'] == 'isolated':
+            values['recovery'] = [PARTITION_WARNING % (self.labels['primary'], self.labels['standby'])]
         self._verdict(values, error)
         if opts.report_path:
             report.write_report(opts.report_path, values)
-        result = finish(values, changed=True)
+        result = finish(values, changed=True, warnings=self.warnings)
         if error is not None:
             raise DrillInterrupted(
                 'failover drill interrupted at step "%s": %s. Now: %s. To recover: %s'
@@ -681,6 +815,12 @@ class FailoverDrillEngine(object):
             raise DbDevopsError('TWO PRIMARIES: %s both accept writes after the promotion'
                                 % ', '.join(self.labels[n] for n in measured['two_primaries']))
         values['timeline_after'] = info.read_node(self.params['standby'], 'standby')['timeline']
+        if opts.fault == 'partition':
+            values['old_primary_state'] = 'isolated'
+            self.warnings.append(PARTITION_WARNING % (self.labels['primary'], self.labels['standby']))
+            return
+        values['old_primary_state'] = 'stopped' if opts.mode == 'switchover' else (
+            'killed' if opts.fault == 'kill' else 'stopped (immediate)')
         if not (opts.rejoin or opts.failback):
             return
         self._rejoin('primary', 'standby', self._conninfo_for('primary', 'standby', settings))
@@ -744,7 +884,13 @@ class FailoverDrillEngine(object):
             return out
         if not primaries:
             down = [n for n in NODES if by_role[n] == 'unreachable']
-            if 'primary' in down and by_role['standby'] == 'standby':
+            if 'primary' in down and by_role['standby'] == 'standby' and self.options.fault == 'partition':
+                out.append('the old primary %s is unreachable from here (cut off by the fault, not stopped) and the '
+                           'standby %s was not promoted: restore the old primary\'s network (undo fault_command) '
+                           'and check that it streams again; or fence the old primary (stop it) and promote the '
+                           'standby: SELECT pg_promote() on %s'
+                           % (self.labels['primary'], self.labels['standby'], self.labels['standby']))
+            elif 'primary' in down and by_role['standby'] == 'standby':
                 out.append('no primary runs: start the old primary again (%s); the standby %s was not promoted'
                            % (cmds['primary'].shell_command('start') if 'primary' in cmds else 'pg_ctl start',
                               self.labels['standby']))
@@ -756,7 +902,9 @@ class FailoverDrillEngine(object):
         primary = primaries[0]
         other = 'standby' if primary == 'primary' else 'primary'
         out.append('the primary is now %s: point clients at it' % self.labels[primary])
-        if by_role[other] == 'standby':
+        if self.options.fault == 'partition' and primary == 'standby' and by_role[other] != 'standby':
+            out.append(PARTITION_WARNING % (self.labels[other], self.labels[primary]))
+        elif by_role[other] == 'standby':
             out.append('%s is its standby: check it streams (dbdevops.postgresql.replication_info)'
                        % self.labels[other])
         elif other in cmds:

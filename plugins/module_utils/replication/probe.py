@@ -4,7 +4,9 @@
 """Internal: the drill's probe writer, committing numbered rows to whichever node the drill names.
 
 The writer runs in a pool of one thread with its own autocommit connection
-(short ``connect_timeout``).  Every ``interval`` it inserts the next id into
+(short ``connect_timeout``; over TCP, keepalives and ``tcp_user_timeout`` of a
+few seconds, so a write in flight to a primary whose network is gone fails
+instead of waiting for the kernel's retransmissions).  Every ``interval`` it inserts the next id into
 its table; an id is *acknowledged* when the INSERT (and so the commit)
 returned, and is recorded with the node written to, ``time.monotonic()`` and
 the wall clock.  A failed attempt burns its id (its commit may or may not
@@ -31,6 +33,10 @@ except ImportError:  # pragma: no cover - reported by connect()
     pgsql = None
 
 PROBE_APPLICATION = 'dbdevops_drill_probe'
+# A partitioned primary answers nothing: without these a write in flight waits minutes for TCP to give up.
+# libpq ignores them on Unix sockets.
+TCP_DEAD_PEER = dict(keepalives=1, keepalives_idle=1, keepalives_interval=1, keepalives_count=2,
+                     tcp_user_timeout=3000)
 
 
 def create_probe_table(conn, table):
@@ -61,12 +67,13 @@ class ProbeWriter(object):
     """Numbered commits every ``interval_ms`` to the node named by ``target`` (see the module header)."""
 
     def __init__(self, params_by_node, table, interval_ms=50, connect_timeout=2):
-        self.params = dict((node, p.replace(connect_params=dict(p.connect_params, connect_timeout=connect_timeout)))
-                           for node, p in params_by_node.items())
+        self.params = dict((node, p.replace(connect_params=dict(TCP_DEAD_PEER, **dict(
+            p.connect_params, connect_timeout=connect_timeout)))) for node, p in params_by_node.items())
         self.table = table
         self.interval = max(1, int(interval_ms)) / 1000.0
         self.acks = []
         self.failures = 0
+        self.failed_at = []           # time.monotonic() of each failed attempt
         self.last_error = None
         self._target = None
         self._lock = threading.Lock()
@@ -178,6 +185,7 @@ class ProbeWriter(object):
                     self.acks.append(Ack(id_, target, mono, wall, lsn))
             except Exception as exc:  # noqa: BLE001 - a failed write is data, the writer goes on
                 self.failures += 1
+                self.failed_at.append(time.monotonic())
                 self.last_error = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
                 if conn is not None:
                     _close(conn)

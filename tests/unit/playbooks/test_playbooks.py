@@ -162,6 +162,42 @@ def test_migrate_failure_is_published_and_rolled_back(migrations, tmp_path):
     assert cluster.sql("SELECT to_regclass('public.users') IS NULL", dbname=name) == [(True,)]
 
 
+def test_migrate_marks_a_restore_point_and_offers_it_when_nothing_can_undo_the_run(migrations, tmp_path):
+    """With migrate_restore_point, a run that changes something first marks a restore point (recorded);
+    a failed run that no undo file can take back names that point and how to restore to it."""
+    cluster, name, hostvars = migrations
+    record = str(tmp_path / 'points.json')
+    hostvars = dict(hostvars, migrate_restore_point=True, migrate_restore_point_record_file=record,
+                    migrate_backup_dest='')
+    os.remove(os.path.join(hostvars['migrate_path'], 'U2__seed.sql'))          # version 2 cannot be undone
+    done = run_playbook('migrate.yml', dict(hostvars, migrate_target='1'), tmp_path)
+    assert done.status == 'successful', done
+    point = _host(done, 'dbdevops_migrate')['restore_point']
+    assert point['name'].startswith('dbdevops-migrate-none-') and point['lsn'] and point['time']
+    with open(record) as handle:
+        assert point['name'] in handle.read()
+
+    with open(os.path.join(hostvars['migrate_path'], 'V3__broken.sql'), 'w') as handle:
+        handle.write('ALTER TABLE no_such_table ADD COLUMN x int;\n')
+    failed = run_playbook('migrate.yml', dict(hostvars, migrate_rollback_on_failure=True), tmp_path)
+    assert failed.status == 'failed'
+    published = _host(failed, 'dbdevops_migrate')
+    second = published['restore_point']
+    assert second['name'].startswith('dbdevops-migrate-1-') and second['name'] != point['name']
+    assert len(second['name'].encode()) <= 63
+    assert published['rolled_back'] is False                                  # U2 is missing: no way down
+    assert published['current_version'] is not None
+    offer = published['restore_offer']
+    assert 'pitr_restore target_name=%s' % second['name'] in offer and second['lsn'] in offer
+    assert offer in published['error']
+    lsn_now = cluster.sql('SELECT pg_current_wal_lsn()::text')[0][0]
+    assert cluster.sql("SELECT %s::pg_lsn <= %s::pg_lsn", (second['lsn'], lsn_now)) == [(True,)]
+
+    again = run_playbook('migrate.yml', dict(hostvars, migrate_target='2'), tmp_path)   # nothing pending
+    assert again.status == 'successful', again
+    assert _host(again, 'dbdevops_migrate')['restore_point'] is None
+
+
 def test_migrate_adopting_dbmate_rolls_back_only_to_the_adopted_version(migrations, tmp_path):
     """A team switching from dbmate: its history is taken over in the run; a failing new file is
     undone back to where dbmate left the database, never below it (that would drop its tables)."""

@@ -78,3 +78,17 @@ def test_failover_drill_playbook_publishes_success_and_failure(tmp_path):
         published = again.stats['dbdevops_failover_drill']['localhost']
         assert published['failed'] is True and 'the roles are swapped' in published['error']
         assert pair.in_recovery(pair.primary) and not pair.in_recovery(pair.standby)
+
+
+def test_failover_drill_module_refuses_bad_partition_options_before_connecting():
+    # nothing listens on port 1: the refusals come from the options alone, as messages, not tracebacks
+    blocks = dict(primary=dict(login_host='127.0.0.1', login_port=1), standby=dict(login_host='127.0.0.1', login_port=1))
+    for options, words in ((dict(mode='failover', fault='partition', rejoin=True), 'mode: rejoin on the old primary'),
+                           (dict(mode='switchover', fault='partition'), 'set mode: failover'),
+                           (dict(mode='failover', fault='kill', fault_command=['true']), 'fault_command is the fault'),
+                           (dict(mode='rejoin', failback=True), 'failback does not apply to mode: rejoin')):
+        result = run_module(failover_drill, dict(blocks, **options), check=True)
+        assert result['failed'] and words in result['msg'], result['msg']
+    # mode: rejoin ignores the drill's fault options (one inventory for both), then fails on the dead node
+    result = run_module(failover_drill, dict(blocks, mode='rejoin', fault='partition', fault_command=['true']))
+    assert result['failed'] and 'refusing to rejoin' in result['msg'] and 'nothing was touched' in result['msg']

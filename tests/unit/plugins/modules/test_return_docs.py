@@ -16,6 +16,9 @@ import yaml
 from ansible_collections.dbdevops.postgresql.plugins.modules import (
     backup, backup_info, data_compare, migrate, migration_info, migration_new, restore, schema_diff)
 from ansible_collections.dbdevops.postgresql.plugins.modules import failover_drill, replication_info
+from ansible_collections.dbdevops.postgresql.plugins.modules import health_info
+from ansible_collections.dbdevops.postgresql.plugins.modules import (
+    physical_backup, physical_backup_info, pitr_restore, restore_point)
 from tests.harness.modules import run_module
 
 # Keys Ansible itself adds or that the adapter adds only when they apply.
@@ -78,7 +81,9 @@ def test_every_module_is_covered():
 
 
 ALL_MODULES = [backup, backup_info, data_compare, migrate, migration_info, migration_new, restore,
-               schema_diff, replication_info, failover_drill]
+               schema_diff, replication_info, failover_drill, health_info,
+               # check vs real against RETURN in test_pitr_modules.py (they need a pgBackRest stanza)
+               physical_backup, physical_backup_info, pitr_restore, restore_point]
 
 
 @pytest.fixture
@@ -161,3 +166,8 @@ def test_replication_info_and_failover_drill():
         nodes = dict(nodes=[pair.primary.conn_params(), pair.standby.conn_params()])
         assert_documented(replication_info, *check_then_real(replication_info, nodes))
         assert_documented(failover_drill, *check_then_real(failover_drill, pair.drill_args()))
+
+
+def test_health_info(pg):
+    args = dict(pg.conn_params(), fail_on='never', memory_mb=1024, cpus=2)
+    assert_documented(health_info, *check_then_real(health_info, args))
