@@ -82,7 +82,7 @@ options:
   mode:
     description:
       - V(switchover) (planned, no loss allowed) or V(failover) (the primary fails, see O(fault)).
-      - V(rejoin) (version 0.3.0) - on the old primary's host, after a failover, fence it if it runs, rewind it
+      - V(rejoin) - on the old primary's host, after a failover, fence it if it runs, rewind it
         and make it a streaming standby of the promoted node (O(standby)).
     type: str
     choices: [switchover, failover, rejoin]
@@ -90,7 +90,7 @@ options:
   fault:
     description:
       - How the primary fails in V(failover) mode - C(pg_ctl stop -m immediate), SIGKILL of the postmaster, or
-        V(partition) (version 0.3.0) - the primary is cut off the network (O(fault_command)) and is not stopped.
+        V(partition) - the primary is cut off the network (O(fault_command)) and is not stopped.
       - Ignored in modes V(switchover) and V(rejoin), except that V(partition) requires V(failover).
     type: str
     choices: [stop_immediate, kill, partition]
@@ -102,19 +102,16 @@ options:
       - Unset - the drill waits up to O(fault_wait_seconds) for an outside fault (the probe writer fails to write).
     type: list
     elements: str
-    version_added: 0.3.0
   fault_wait_seconds:
     description: With O(fault=partition) and no O(fault_command), seconds to wait for the primary to become unreachable.
     type: float
     default: 60.0
-    version_added: 0.3.0
   fence_confirm_seconds:
     description:
       - With O(fault=partition), seconds during which every connection attempt to the old primary (2 s connect
         timeout each, at least one) must fail before the standby is promoted.
     type: float
     default: 3.0
-    version_added: 0.3.0
   primary_data_dir:
     description: Data directory of the primary on this host. Default the server's C(data_directory).
     type: path
@@ -433,19 +430,16 @@ old_primary_state:
   returned: always
   type: str
   sample: isolated
-  version_added: 0.3.0
 rewind_seconds:
   description: In O(mode=rejoin), seconds pg_rewind took; else null.
   returned: always
   type: float
   sample: 1.42
-  version_added: 0.3.0
 streaming:
   description: In O(mode=rejoin), whether the old primary streams from the new primary at the end; else null.
   returned: always
   type: bool
   sample: true
-  version_added: 0.3.0
 '''
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (

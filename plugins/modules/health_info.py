@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: health_info
 short_description: Tell whether a PostgreSQL server is healthy and, if not, what is wrong; advise on its tuning
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Connects once, read-only (C(default_transaction_read_only), its own O(lock_timeout_ms) and
     O(statement_timeout_ms), application name C(dbdevops-health)), and runs the checks below. Each returns

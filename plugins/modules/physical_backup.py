@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: physical_backup
 short_description: Take a pgBackRest physical backup now, only when WAL archiving works
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Runs C(pgbackrest backup --type=full|diff|incr --start-fast) for the stanza O(stanza) with its private
     configuration file O(config), as the data directory's owner O(os_user), and returns the new backup as

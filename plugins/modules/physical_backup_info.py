@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: physical_backup_info
 short_description: Read pgBackRest backups, the WAL archive and the recoverable window
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Reads C(pgbackrest info --output=json) of the stanza O(stanza) (with its private configuration file O(config)) -
     the backups, the WAL archive range (oldest and newest segment), and the repository status (C(status.code)).

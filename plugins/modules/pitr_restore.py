@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: pitr_restore
 short_description: Restore a pgBackRest stanza to a point in time, into a new server or in place
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Restores the stanza O(stanza) to O(target_time), O(target_lsn), the restore point O(target_name), or the end of
     the archived WAL (O(latest)), with C(pgbackrest restore --type=time|lsn|name|default --target-action=promote),

@@ -10,7 +10,7 @@ __metaclass__ = type
 DOCUMENTATION = r'''
 module: restore_point
 short_description: Create a named PostgreSQL restore point for point-in-time recovery
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Runs C(pg_create_restore_point(name)) on the server of the connection options and returns the WAL position
     (LSN) and time of the restore point. M(dbdevops.postgresql.pitr_restore) can restore to it with O(name)

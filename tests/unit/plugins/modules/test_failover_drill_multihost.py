@@ -35,7 +35,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0 or not os.path.exists(netns.SS
 
 PASSWORD = 'dbdt-superuser-secret'
 REPLICATOR_PASSWORD = 'dbdt-replicator-secret'
-A, B = netns.HOSTS['a'], netns.HOSTS['b']
+A = netns.HOSTS['a']
+B = netns.HOSTS['b']
 BLOCK_A = dict(login_host=A['addr'], login_port=A['port'])
 BLOCK_B = dict(login_host=B['addr'], login_port=B['port'])
 PASSFILE_A = '/etc/postgresql/15/dbdt_a/dbdevops-rejoin.pgpass'

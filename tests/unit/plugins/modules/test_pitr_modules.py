@@ -14,6 +14,7 @@ from tests.harness.pgcluster import SUPERUSER_PASSWORD
 from tests.harness.pitr import CIPHER_PASS, PitrLab, stop_data_dir
 from tests.unit.plugins.modules.test_return_docs import assert_documented as documented_keys
 
+
 @pytest.fixture(scope='module')
 def lab():
     with PitrLab() as lab:

@@ -86,6 +86,7 @@ def _segments_in_repo(lab, start, stop):
     found = set()
     for _root, _dirs, files in os.walk(os.path.join(lab.repo, 'archive')):
         found.update(name[:24] for name in files if len(name) >= 24 and name[:24].isalnum())
+
     def segno(name):                    # TTTTTTTT LLLLLLLL SSSSSSSS: 256 segments of 16 MB per "log"
         return int(name[8:16], 16) * 256 + int(name[16:24], 16)
     timeline = start[:8]
