@@ -54,6 +54,17 @@ options:
         (C(--archive-timeout)) before the backup is refused.
     type: int
     default: 10
+  archive_check:
+    description:
+      - V(auto) - run C(pgbackrest check) before the backup unless C(pg_stat_archiver) already shows this
+        stanza's archiving at work - C(archive_command) is C(pgbackrest --config=<config> --stanza=<stanza>
+        archive-push ...), it has archived since the statistics were reset and has not failed since. The check
+        (a WAL switch and a wait until that segment is in the repository) costs about a second; the backup
+        itself still waits until its own WAL is archived, so it never ends without the WAL it needs.
+      - V(always) - always run the check first.
+    type: str
+    choices: [auto, always]
+    default: auto
 notes:
   - The server must run on this host (pgBackRest reads its data directory, C(pg1-path) of the config file).
   - The connection options reach the server for C(pg_stat_archiver); C(pgbackrest) itself connects as its config says.
@@ -109,7 +120,11 @@ archiver:
   sample: {"status": "ok", "archived_count": 12, "last_archived_wal": "000000010000000000000004",
            "failed_count": 0, "last_failed_wal": null}
 archive_check:
-  description: What C(pgbackrest check) said (V(skipped) in check mode).
+  description:
+    - V(passed) - C(pgbackrest check) ran and passed.
+    - V(archiver) - with O(archive_check=auto), not run because C(pg_stat_archiver) showed this stanza's
+      C(archive-push) at work (see O(archive_check)).
+    - V(skipped) - check mode.
   returned: always
   type: str
   sample: passed

@@ -7,7 +7,8 @@ A backup whose WAL never reaches the repository cannot be restored, so
 before ``pgbackrest backup`` the engine reads ``pg_stat_archiver`` (refusing
 when the last archive attempt failed or archive_mode is off) and runs
 ``pgbackrest check`` with a short ``--archive-timeout`` (a broken
-archive_command would otherwise make it wait 60 s).  After the backup the
+archive_command would otherwise make it wait 60 s), unless pg_stat_archiver
+already shows this stanza's archive-push at work (``archive_check: auto``).  After the backup the
 new backup is read back from ``pgbackrest info``.
 
 ``PhysicalBackupEngine(conn_params, options)``: ``plan()`` reads the archiver
@@ -19,9 +20,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import shlex
 import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._contract import Plan, finish
+from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import connect
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.errors import DbDevopsError
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.pitr import info as pitr_info
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.pitr.tool import PgBackRest, PgBackRestError
@@ -63,8 +66,32 @@ class PhysicalBackupEngine(object):
                       duration_seconds=0.0)
         return Plan(True, values, work=dict(known=set(b.get('label') for b in entry.get('backup') or [])))
 
+    def archiver_proves_archiving(self, archiver):
+        """Whether pg_stat_archiver already shows this stanza's archiving at work: archive_command is
+        ``pgbackrest --config=<this config> --stanza=<this stanza> archive-push``, it has archived since the
+        statistics were reset and has not failed since.  Then ``pgbackrest check`` (a WAL switch and a wait,
+        about a second) proves nothing more: the backup itself still waits until its own WAL is archived."""
+        if self.options.archive_check != 'auto' or archiver.get('status') != 'ok':
+            return False
+        try:
+            conn = connect(self.params, autocommit=True, application_name='dbdevops-pitr')
+            try:
+                with conn.cursor() as cur:
+                    cur.execute("SELECT current_setting('archive_command')")
+                    command = cur.fetchone()[0] or ''
+            finally:
+                conn.close()
+            words = shlex.split(command)
+        except Exception:  # noqa: BLE001 - archive_command unreadable (privileges) or unparsable: run the check
+            return False
+        return ('archive-push' in words and '--stanza=%s' % self.tool.stanza in words
+                and '--config=%s' % self.tool.config in words)
+
     def apply(self, plan):
         values = dict(plan.values)
+        if self.archiver_proves_archiving(values['archiver']):
+            values['archive_check'] = 'archiver'
+            return self._backup(plan, values)
         timeout = max(1, int(self.options.archive_check_timeout))
         try:
             self.tool.run('check', '--archive-timeout=%d' % timeout, *self.server_args(), timeout=timeout + 120)
@@ -76,6 +103,9 @@ class PhysicalBackupEngine(object):
                 % (self.tool.stanza, exc, archiver.get('failed_count') or 0, archiver.get('last_failed_wal')),
                 archiver=archiver, **exc.details)
         values['archive_check'] = 'passed'
+        return self._backup(plan, values)
+
+    def _backup(self, plan, values):
         t0 = time.monotonic()
         self.tool.run('backup', *self.backup_args())
         values['duration_seconds'] = round(time.monotonic() - t0, 3)

@@ -29,6 +29,7 @@ class PhysicalBackupOptions(RepoOptions):
     type: str = option('full', choices=['full', 'diff', 'incr'])
     start_fast: bool = option(True, type='bool')
     archive_check_timeout: int = option(10, type='int')
+    archive_check: str = option('auto', choices=['auto', 'always'])
 
 
 @dataclasses.dataclass

@@ -88,12 +88,16 @@ def test_backup_check_mode_then_real_and_info(lab):
     assert run(PhysicalBackupInfoEngine, lab, o.PhysicalBackupInfoOptions)['backup_count'] == before
     done = run(PhysicalBackupEngine, lab, o.PhysicalBackupOptions, type='incr')
     b = done['backup']
-    assert b['type'] == 'incr' and b['prior'] and done['archive_check'] == 'passed'
+    # the lab's archive_command is this stanza's archive-push and pg_stat_archiver shows it at work
+    assert b['type'] == 'incr' and b['prior'] and done['archive_check'] == 'archiver'
+    always = run(PhysicalBackupEngine, lab, o.PhysicalBackupOptions, type='incr', archive_check='always')
+    assert always['archive_check'] == 'passed' and always['backup']['label'] != b['label']
+    before += 1
     assert b['database_bytes'] > 1000000 and b['repo_bytes'] > 0 and b['wal_start'] and b['lsn_stop']
     assert b['stop_time'] >= b['start_time'] and done['duration_seconds'] > 0
     info = run(PhysicalBackupInfoEngine, lab, o.PhysicalBackupInfoOptions)
     assert info['backup_count'] == before + 1 and info['ok'], info['problems']
-    assert info['backups'][-1]['label'] == b['label']
+    assert [x['label'] for x in info['backups'][-2:]] == [b['label'], always['backup']['label']]
     assert info['recoverable']['earliest'] == info['backups'][0]['stop_time']
     assert info['recoverable']['latest'] >= b['stop_time']
     assert info['archiver']['status'] == 'ok' and info['status']['code'] == 0
