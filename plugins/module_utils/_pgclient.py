@@ -33,10 +33,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import glob
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
@@ -204,6 +206,82 @@ def pid_alive(pid):
             return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except (OSError, IndexError):
         return False
+
+
+def boot_id():
+    """This boot's id (a pid is unique only within one boot), None when the kernel does not say."""
+    try:
+        with open('/proc/sys/kernel/random/boot_id') as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+def process_start(pid):
+    """The start time (clock ticks after boot) of a live process, None when it is gone or a zombie."""
+    try:
+        with open('/proc/%d/stat' % int(pid)) as handle:
+            fields = handle.read().rsplit(')', 1)[1].split()
+    except (OSError, ValueError, IndexError, TypeError):
+        return None
+    if not fields or fields[0] in ('Z', 'X'):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def process_identity():
+    """Who this process is, for a journal another run reads: pid, its start time, the boot and the host
+    (a pid alone may be reused)."""
+    pid = os.getpid()
+    return dict(pid=pid, start=process_start(pid), boot=boot_id(), host=socket.gethostname())
+
+
+def identity_alive(identity):
+    """Whether the process a journal names (``process_identity()``) still runs: same boot, pid and start."""
+    identity = identity or {}
+    if not identity.get('pid') or identity.get('boot') != boot_id():
+        return False
+    start = process_start(identity['pid'])
+    return start is not None and start == identity.get('start')
+
+
+def fsync_dir(path):
+    """Make a rename or unlink in ``path`` durable (best effort)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path, data, owner=None):
+    """Write ``data`` as JSON to ``path`` so a reader (or a crash) sees the old file or the new one, never a
+    part: a 0600 temporary file beside it (no symlink followed), fsync, ``owner`` (uid, gid) when given,
+    rename, fsync of the folder."""
+    folder = os.path.dirname(path) or '.'
+    tmp = '%s.%d.tmp' % (path, os.getpid())
+    if os.path.lexists(tmp):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, 'w') as handle:
+            json.dump(data, handle, indent=1, sort_keys=True)
+            handle.write('\n')
+            handle.flush()
+            os.fsync(handle.fileno())
+        if owner is not None:
+            os.chown(tmp, owner[0], owner[1])
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+    fsync_dir(folder)
 
 
 def error_lines(stderr_text):

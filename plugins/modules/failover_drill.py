@@ -48,6 +48,15 @@ description:
   - A step that fails ends the drill with the state reached (which node is primary, which is down) and the commands
     to recover, in RV(recovery) and the message.
   - O(report_path) writes a self-contained HTML report (inline SVG timeline, no external files).
+  - A run that changes something keeps a journal in O(state_dir) (one 0600 JSON file per pair of nodes, written
+    atomically at every phase - started, fault, fault-injected, promoting, promoted, rejoining, rejoined - and
+    removed when the run ends with one primary). If the process running a drill is killed (kill -9) half-way, the
+    next C(failover_drill) run on the same nodes, in any mode, first puts things right - when no node is primary
+    and the standby was not promoted, it starts the old primary again (it holds every transaction it committed) and
+    waits until the standby streams from it; when the standby was already promoted, it keeps it and reports that the
+    old primary needs a rejoin (O(mode=rejoin)). It reports what it found and did in RV(interrupted_drill), then
+    carries on. A state it cannot decide on (two primaries, neither node answering, an old primary that is not
+    intact) fails the task naming what to look at, and the journal stays. Check mode reports and changes nothing.
   - Across hosts, O(fault=partition) (with O(mode=failover)) controls neither server - it runs wherever it
     reaches both (the standby's host or a controller), cuts the primary off with O(fault_command) (a program
     and its arguments run here, for example C(ip link set eth1 down) or a firewall rule) or, without it, waits
@@ -208,6 +217,13 @@ options:
     description: Fail the task when the drill did not pass (the result is still returned).
     type: bool
     default: true
+  state_dir:
+    description:
+      - Where the journal of a run is kept (created 0700), so that the next run finds a drill that was killed
+        half-way and puts a primary back. The file is C(drill-<key>.json), the key made of both nodes' host:port.
+      - On the host where the drill runs; use the same O(state_dir) for every run on a pair.
+    type: path
+    default: /var/tmp/dbdevops-failover-drill
 notes:
   - The drill really stops and promotes servers. Run it against a pair meant for drills, or in a maintenance window.
   - Only a primary with one standby is drilled; other standbys of the primary are not repointed.
@@ -440,6 +456,42 @@ streaming:
   returned: always
   type: bool
   sample: true
+interrupted_drill:
+  description:
+    - When the journal of an earlier run that was killed half-way was found (O(state_dir)), what it found and did
+      before this run; else null. In check mode, what it would do.
+  returned: always
+  type: dict
+  contains:
+    phase:
+      description: The last phase the interrupted run recorded.
+      type: str
+      sample: fault-injected
+    found:
+      description: The interrupted run and the state of both nodes when this run started.
+      type: str
+      sample: "a drill (mode failover) was interrupted at phase fault-injected: primary (db1:5432) is unreachable, standby (db2:5432) is standby"
+    action:
+      description: What was done (in check mode, what would be done).
+      type: str
+      sample: "started primary (db1:5432) again as the primary (it holds every transaction it committed; standby (db2:5432) was not promoted)"
+    steps:
+      description: The steps taken (in check mode, planned).
+      type: list
+      elements: str
+    journal:
+      description: The journal file.
+      type: str
+      sample: /var/tmp/dbdevops-failover-drill/drill-3f2a9c0d1e7b4a55.json
+    started_at:
+      description: When the interrupted run began (UTC).
+      type: str
+    mode:
+      description: The mode of the interrupted run.
+      type: str
+    fault:
+      description: The fault of the interrupted run.
+      type: str
 '''
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import (

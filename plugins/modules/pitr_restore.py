@@ -34,10 +34,24 @@ description:
     was started before, and waits for recovery and promotion. The old data directory is kept until the new server
     reached the target and accepts writes; then it is removed (unless O(keep_old_data_dir)). If anything fails,
     the new directory is removed, the old one is moved back and the server is started again as before, and the
-    task fails saying so.
+    task fails saying so. C(pgbackrest restore) runs in a process group of its own that dies with the module, even
+    when the module is killed with SIGKILL.
+  - B(Interrupted in-place restore) - every step of an in-place restore is recorded first in a journal next to the
+    data directory, C(<pg1-path>.pitr-inplace.json) (mode C(0600), owned like the data directory). A run killed
+    with SIGKILL, or cut by a host crash, leaves it behind; the next C(pitr_restore) task for the same stanza, in
+    any mode (in place, scratch, O(state=absent)), deals with it before doing what it was asked, and reports it in
+    RV(interrupted_restore). When the journal says the restored server was verified (promoted, accepting writes),
+    the run is completed (the old data directory removed unless O(keep_old_data_dir), the restored server started
+    if it is down). Otherwise it is rolled back - a server running in the half-restored directory is stopped
+    (C(pg_ctl stop -m immediate)), that directory is moved to C(<pg1-path>.pitr-failed-<stamp>) and removed, the
+    original is moved back from C(<pg1-path>.pitr-old-<stamp>) and started again if it was running. In check mode
+    the task reports what would be done and changes nothing. A journal that does not match the directories (the
+    moved-aside original missing, for example) or whose run is still alive fails the task naming the paths and
+    what to do; nothing is guessed and no data directory is removed.
   - O(state=absent) stops the scratch server in O(target_data_dir) (C(pg_ctl stop -m immediate)) and removes the
     directory. Missing already - no change.
-  - A restore always reports C(changed=true).
+  - A restore always reports C(changed=true); so does any run that rolled back or completed an interrupted
+    in-place restore.
 author:
   - dbdevops maintainers (@dbdevops)
 extends_documentation_fragment:
@@ -128,6 +142,9 @@ options:
     description:
       - With O(replace=true) and no O(cluster), the server log for C(pg_ctl start -l).
         Default C(<data directory>/log/pitr_restore.log).
+      - With O(cluster), where the cluster logs (its errors are quoted when the restored server fails).
+        Default the C(log) link in C(/etc/postgresql/VERSION/NAME), else
+        C(/var/log/postgresql/postgresql-VERSION-NAME.log).
     type: path
   keep_old_data_dir:
     description:
@@ -206,7 +223,8 @@ backup_set:
   type: str
   sample: 20261128-101500F
 window:
-  description: The recoverable window checked - C(earliest), C(latest), C(latest_lsn) (see M(dbdevops.postgresql.physical_backup_info)).
+  description: The recoverable window checked - C(earliest), C(latest), C(latest_lsn)
+    (see M(dbdevops.postgresql.physical_backup_info)).
   returned: always
   type: dict
 data_dir:
@@ -224,7 +242,7 @@ socket_dir:
   returned: always
   type: str
 log_file:
-  description: Its server log (null with O(state=absent) or with O(cluster)).
+  description: Its server log (null with O(state=absent)); with O(cluster), the cluster's log.
   returned: always
   type: str
 command:
@@ -252,6 +270,22 @@ old_data_dir:
   description: With O(replace=true) and O(keep_old_data_dir=true), where the old data directory was kept; else null.
   returned: always
   type: str
+interrupted_restore:
+  description:
+    - An in-place restore of this stanza's data directory that was killed before it ended, found by its journal and
+      dealt with before this task's own work (in check mode - what would be done); null when there was none.
+    - C(phase) - how far it got (V(stopping), V(stopped), V(moved-aside), V(restoring), V(started), V(verified),
+      V(rolling-back)); C(stamp) - the UTC time in the names of its directories; C(action) - V(completed) (the
+      restored server had been verified) or V(rolled_back) (the original data directory is back, and running if it
+      was running); C(journal) - the journal file; C(old_data_dir) - where the original data directory had been
+      moved (C(<pg1-path>.pitr-old-<stamp>)); C(steps) - what was done (in check mode, what would be done).
+  returned: always
+  type: dict
+  sample: {"phase": "restoring", "stamp": "20261128T104500", "action": "rolled_back",
+           "journal": "/var/lib/postgresql/15/main.pitr-inplace.json",
+           "old_data_dir": "/var/lib/postgresql/15/main.pitr-old-20261128T104500",
+           "steps": ["moved the original data directory back", "removed the half-restored copy",
+                     "started the server again", "removed the journal /var/lib/postgresql/15/main.pitr-inplace.json"]}
 '''
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils._module import conn_params, new_module, run

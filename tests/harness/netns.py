@@ -13,7 +13,9 @@ Host ``a`` is the namespace ``dbdt-a`` (address 10.78.0.11/24 on its ``eth0``), 
 ``dbdtbr0`` (10.78.0.1/24 here, in the root namespace, where the tests and the Ansible controller run).
 ``ip link set dbdtva down`` cuts host a off the network: nothing reaches it over TCP any more, while
 its processes keep running.  Each namespace runs an sshd listening on its address only (root, a key
-generated into the state directory ``/tmp/dbdt-test-*``, no PAM, no passwords, its PidFile there);
+generated into the state directory ``/tmp/dbdt-test-*``, no passwords, its PidFile there; keys of other users
+from their own ``~/.ssh/authorized_keys``; PAM on, because without it sshd refuses key logins to accounts whose
+password is locked with ``!``, as Debian's ``postgres`` is);
 Ansible connects through it with a ControlMaster socket in the state directory.
 
 The namespaces separate the network only: both hosts share this machine's file system, users and
@@ -62,12 +64,12 @@ SSHD_CONFIG = """\
 Port 22
 ListenAddress {addr}
 HostKey {dir}/ssh_host_ed25519_key
-AuthorizedKeysFile {dir}/authorized_keys
+AuthorizedKeysFile {dir}/authorized_keys .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-UsePAM no
+UsePAM yes
 StrictModes no
 MaxStartups 50
 UseDNS no
@@ -255,6 +257,11 @@ class TwoHosts(object):
     def key(self):
         return os.path.join(self.dir, 'id_ed25519')
 
+    @property
+    def host_key_pub(self):
+        """The public host key both sshd answer with (what a known_hosts line of either host holds)."""
+        return os.path.join(self.dir, 'ssh_host_ed25519_key.pub')
+
     def pidfile(self, name):
         return os.path.join(self.dir, 'sshd-%s.pid' % name)
 
@@ -326,8 +333,9 @@ class TwoHosts(object):
         run(['ip', 'link', 'set', HOSTS[name]['veth'], state])
 
 
-def run_playbook_over_ssh(name, inventory, tmp, extravars=None):
-    """playbooks/<name> through ansible-runner with ``inventory`` (a dict); returns a PlaybookRun."""
+def run_playbook_over_ssh(name, inventory, tmp, extravars=None, tags=None, cmdline=None):
+    """playbooks/<name> through ansible-runner with ``inventory`` (a dict), optionally only ``tags`` (as an AWX
+    job's tags) and more ``cmdline`` options (e.g. '--check --diff'); returns a PlaybookRun."""
     private = os.path.join(str(tmp), 'runner-%s-%d' % (name.replace('.yml', ''), len(os.listdir(str(tmp)))))
     os.makedirs(private)
     envvars = dict((k, os.environ[k]) for k in ('ANSIBLE_CONFIG', 'ANSIBLE_COLLECTIONS_PATH', 'PATH')
@@ -336,5 +344,5 @@ def run_playbook_over_ssh(name, inventory, tmp, extravars=None):
     envvars.update(ANSIBLE_NOCOLOR='1', ANSIBLE_SSH_RETRIES='2', ANSIBLE_PIPELINING='1')
     runner = ansible_runner.run(private_data_dir=private, playbook=os.path.join(PLAYBOOKS, name),
                                 inventory=json.loads(json.dumps(inventory)), extravars=extravars or {},
-                                envvars=envvars, quiet=True)
+                                envvars=envvars, quiet=True, tags=tags, cmdline=cmdline)
     return PlaybookRun(runner)

@@ -5,6 +5,14 @@
         lab.pgbackrest('backup', '--type=full', '--start-fast')
         lab.repo_args()                 # stanza/config/os_user for the modules
 
+    with PitrLab(pg=cluster) as lab:    # an existing, running cluster instead of a new one
+
+``pg`` is any object with PgCluster's interface (``datadir``, ``port``,
+``socket_dir``, ``os_user``, ``chown``, ``run_as_owner``, ``sql``,
+``restart``, ``read_log``, ``conn_params``), e.g. a Debian cluster driven with
+pg_ctlcluster: the lab turns archiving on with ALTER SYSTEM and restarts it,
+and leaves it running (its owner drops it) when the lab ends.
+
 Everything lives in one temp dir owned by the cluster's OS user: the repository
 (encrypted, with a passphrase in the private config file only), and pgBackRest's
 log, lock and spool folders, created before the first pgbackrest run (a run as
@@ -24,11 +32,12 @@ CIPHER_PASS = 'harness-repo-passphrase-7f3a'
 
 
 class PitrLab(object):
-    def __init__(self, stanza=STANZA, cipher=True):
+    def __init__(self, stanza=STANZA, cipher=True, pg=None):
         self.stanza = stanza
         self.cipher = cipher
         self.base = None
-        self.pg = None
+        self.pg = pg
+        self.own_pg = pg is None
 
     @property
     def config(self):
@@ -45,18 +54,26 @@ class PitrLab(object):
     def archive_command(self):
         return 'pgbackrest --config=%s --stanza=%s archive-push %%p' % (self.config, self.stanza)
 
+    def archive_settings(self):
+        return {'archive_mode': 'on', 'archive_command': self.archive_command(), 'wal_level': 'replica',
+                'max_wal_senders': 3, 'log_min_messages': 'warning'}
+
     def start(self):
         self.base = tempfile.mkdtemp(prefix='dbdevops-pitr-')
         os.chmod(self.base, 0o755)
-        self.pg = PgCluster(settings={
-            'archive_mode': 'on', 'archive_command': self.archive_command(), 'wal_level': 'replica',
-            'max_wal_senders': 3, 'log_min_messages': 'warning'})
+        if self.own_pg:
+            self.pg = PgCluster(settings=self.archive_settings())
         self.pg.chown(self.base)
         for name in ('repo', 'log', 'lock', 'spool'):
             path = os.path.join(self.base, name)
             os.mkdir(path, 0o750)
             self.pg.chown(path)
-        self.pg.start()
+        if self.own_pg:
+            self.pg.start()
+        else:
+            for key, value in self.archive_settings().items():
+                self.pg.sql('ALTER SYSTEM SET %s = %%s' % key, (str(value),))
+            self.pg.restart()
         self.write_config()
         self.pgbackrest('stanza-create')
         return self
@@ -120,7 +137,7 @@ class PitrLab(object):
         return text
 
     def destroy(self):
-        if self.pg is not None:
+        if self.pg is not None and self.own_pg:
             self.pg.destroy()
         if self.base:
             shutil.rmtree(self.base, ignore_errors=True)

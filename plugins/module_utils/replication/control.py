@@ -22,6 +22,7 @@ import pwd
 import re
 import shlex
 import signal
+import subprocess
 import time
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils import _pgclient
@@ -64,6 +65,24 @@ def _children_of(pid):
 
 
 _alive = _pgclient.pid_alive
+
+
+def _run_grouped(argv, env=None, timeout=None):
+    """``_pgclient.run`` with the program in a process group of its own (``popen(group=True)``).
+
+    As root the programs run under ``runuser``, which forks: the program is its
+    child and does not inherit the death signal, so a kill -9 of this process
+    would leave pg_rewind or a single-user postgres running.  The group's guard
+    kills them all.  A postmaster started by pg_ctl leaves the group (setsid).
+    """
+    proc = _pgclient.popen(argv, env=env, group=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except BaseException:
+        _pgclient.kill(proc)
+        raise
+    return _pgclient.Completed(argv, proc.returncode, (out or b'').decode('utf-8', 'replace'),
+                               (err or b'').decode('utf-8', 'replace'))
 
 
 class NodeControl(object):
@@ -172,7 +191,7 @@ class NodeControl(object):
 
     # -- acting
     def _run(self, argv, what, env=None, timeout=180):
-        done = _pgclient.run(self._as_owner(argv), env=env, timeout=timeout)
+        done = _run_grouped(self._as_owner(argv), env=env, timeout=timeout)
         if done.returncode != 0:
             raise ControlError('%s (%s): %s failed: %s' % (self.label, self.describe(), what, done.why()),
                                command=' '.join(shlex.quote(w) for w in argv), stderr=done.stderr[-2000:])
@@ -180,7 +199,7 @@ class NodeControl(object):
 
     def running(self):
         """Whether the server runs (pg_ctl status / pg_ctlcluster status: 0 running, 3 not)."""
-        done = _pgclient.run(self._as_owner(self.command('status')), timeout=60)
+        done = _run_grouped(self._as_owner(self.command('status')), timeout=60)
         if done.returncode == 0:
             # pg_ctl status believes a killed postmaster nobody reaped yet (a zombie) still runs
             pid = self.postmaster_pid() if self.data_dir else None

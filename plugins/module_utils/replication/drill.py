@@ -55,6 +55,8 @@ __metaclass__ = type
 
 import dataclasses
 import datetime
+import hashlib
+import json
 import os
 import shlex
 import time
@@ -77,10 +79,15 @@ RESULT_KEYS = ('mode', 'fault', 'passed', 'verdict', 'verdict_reasons', 'primary
                'rto_seconds', 'promotion_seconds', 'rpo_writes_lost', 'lost_ids', 'rpo_lsn_bytes',
                'timeline_before', 'timeline_after', 'writes_acknowledged', 'writes_failed', 'two_primaries',
                'steps', 'events', 'pre_checks', 'rejoined', 'failback', 'data_check', 'nodes', 'recovery',
-               'report_path', 'old_primary_state', 'rewind_seconds', 'streaming')
+               'report_path', 'old_primary_state', 'rewind_seconds', 'streaming', 'interrupted_drill')
 PARTITION_WARNING = ('%s was isolated, not stopped: it still runs and accepts writes from any client that reaches '
                      'it. Fence it (stop it) before its network returns, then rejoin it as a standby of %s: run '
                      'failover_drill with mode: rejoin on its host (that stops it first if it still runs)')
+
+# The drill's journals (one per pair of nodes): /var/tmp survives a reboot, unlike /tmp.
+DEFAULT_STATE_DIR = '/var/tmp/dbdevops-failover-drill'
+# The phases a journal goes through, in order; "done" is never written: the journal is removed.
+PHASES = ('started', 'fault', 'fault-injected', 'promoting', 'promoted', 'rejoining', 'rejoined', 'recovering')
 
 
 @dataclasses.dataclass
@@ -116,6 +123,7 @@ class FailoverDrillOptions(object):
     max_rto_seconds: float = option(type='float')
     report_path: str = option(type='path')
     fail_on_verdict: bool = option(True, type='bool')
+    state_dir: str = option(DEFAULT_STATE_DIR, type='path')
     RULES = dict(mutually_exclusive=[('primary_data_dir', 'primary_cluster'),
                                      ('standby_data_dir', 'standby_cluster')])
 
@@ -163,6 +171,63 @@ def validate(opts):
             raise DbDevopsError('%s must be 0 or more, got %s' % (name, getattr(opts, name)))
 
 
+class DrillJournal(object):
+    """The journal of one drill run on one pair of nodes: ``<state_dir>/drill-<key>.json``.
+
+    ``key`` comes from both nodes' addresses (host:port of their connection
+    blocks, in sorted order), so a run with the blocks swapped finds it too.
+    Written atomically (a 0600 temp file in the same 0700 folder, fsync,
+    rename) at every phase, removed when the run ends with one primary.
+    """
+
+    def __init__(self, state_dir, params):
+        self.state_dir = state_dir or DEFAULT_STATE_DIR
+        addresses = sorted(info.node_label(p) for p in params.values())
+        self.key = hashlib.sha256('\n'.join(addresses).encode('utf-8')).hexdigest()[:16]
+        self.path = os.path.join(self.state_dir, 'drill-%s.json' % self.key)
+        self.data = None
+
+    def read(self):
+        """The journal an earlier run left, or None."""
+        try:
+            with open(self.path) as handle:
+                found = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise DbDevopsError('cannot read the failover drill journal %s: %s. It records a drill that was '
+                                'interrupted: check both nodes (dbdevops.postgresql.replication_info), then remove '
+                                'the file' % (self.path, exc), journal=self.path)
+        if not isinstance(found, dict) or not isinstance(found.get('nodes'), dict):
+            raise DbDevopsError('the failover drill journal %s is not one this collection wrote (no nodes): check '
+                                'both nodes, then remove the file' % self.path, journal=self.path)
+        return found
+
+    @staticmethod
+    def owner_alive(found):
+        """Whether the process that wrote ``found`` still runs (same boot, pid and start time)."""
+        return _pgclient.identity_alive(found.get('owner'))
+
+    def write(self, **changes):
+        if self.data is None:
+            self.data = dict(version=1, owner=_pgclient.process_identity(), started_at=_iso(time.time()))
+        self.data.update(changes, updated_at=_iso(time.time()))
+        try:
+            if not os.path.isdir(self.state_dir):
+                os.makedirs(self.state_dir, 0o700)
+            _pgclient.write_json_atomic(self.path, self.data)
+        except OSError as exc:
+            raise DbDevopsError('cannot write the failover drill journal %s: %s (set state_dir to a folder this '
+                                'user can write)' % (self.path, exc))
+
+    def remove(self):
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.data = None
+
+
 class FailoverDrillEngine(object):
     """failover_drill as an engine: ``sides`` is ``(primary ConnParams, standby ConnParams)``.
 
@@ -189,6 +254,231 @@ class FailoverDrillEngine(object):
         self.current_step = None
         self.sync_restore = {}
         self.warnings = []
+        self.journal = DrillJournal(getattr(options, 'state_dir', None), self.params)
+        # an interrupted run is looked for before anything else, in every mode (rejoin.RejoinEngine too)
+        drill_plan, drill_apply = type(self).plan, type(self).apply
+        self.plan = lambda: self._plan_after_journal(drill_plan)
+        self.apply = lambda plan: self._apply_after_journal(drill_plan, drill_apply, plan)
+
+    # -- an interrupted run (kill -9) -------------------------------------------
+    def _plan_after_journal(self, drill_plan):
+        found = self.journal.read()
+        if found is None:
+            return drill_plan(self)
+        assessed = self._assess_interrupted(found)
+        steps = [dict(step=s, planned=True) for s in assessed['steps']]
+        steps.append(dict(step='then the pre-checks and the run as planned (mode %s)' % self.options.mode,
+                          planned=True))
+        public = dict((k, v) for k, v in assessed.items() if k not in ('nodes', 'controls', 'restart'))
+        values = self._values(verdict='planned', steps=steps, nodes=assessed['nodes'],
+                              primary_before=None, interrupted_drill=public)
+        return Plan(True, values=values, work=dict(interrupted=found, assessed=assessed))
+
+    def _apply_after_journal(self, drill_plan, drill_apply, plan):
+        if 'interrupted' not in plan.work:
+            return self._journaled(drill_apply, plan)
+        done = self._recover_interrupted(plan.work['interrupted'])
+        summary = 'an interrupted drill was found (phase %s) and put right: %s' % (done['phase'], done['action'])
+        try:
+            result = self._journaled(drill_apply, drill_plan(self))
+        except DbDevopsError as exc:
+            raise type(exc)('%s (before that, %s)' % (exc, summary), **dict(exc.details, interrupted_drill=done))
+        result['interrupted_drill'] = done
+        result['changed'] = True
+        return result
+
+    def _journaled(self, drill_apply, plan):
+        """``drill_apply(plan)`` with a journal from the first change to the end of the run."""
+        if not plan.changed:
+            return drill_apply(self, plan)
+        self._journal_phase('rejoining' if self.options.mode == 'rejoin' else 'started')
+        try:
+            result = drill_apply(self, plan)
+        except DbDevopsError as exc:
+            nodes = exc.details.get('nodes') or []
+            if sum(1 for n in nodes if n.get('role') == 'primary') == 1:
+                self.journal.remove()
+            else:
+                exc.message = ('%s. The journal %s stays: the next failover_drill run on these nodes puts a primary '
+                               'back first' % (exc.message, self.journal.path))
+            raise
+        self.journal.remove()
+        return result
+
+    def _journal_phase(self, phase, **extra):
+        """Record ``phase`` (see PHASES), with what is needed to put the nodes right if this process dies."""
+        if self.journal.data is None:
+            nodes = {}
+            for n in NODES:
+                ctl = self.controls.get(n)
+                nodes[n] = dict(label=self.labels[n], address=info.node_label(self.params[n]),
+                                data_dir=ctl.data_dir if ctl else None, cluster=ctl.cluster if ctl else None,
+                                log_file=ctl.log_file if ctl else None)
+            major = next((c.server_major for c in self.controls.values()), None)
+            self.journal.write(mode=self.options.mode, fault=self.options.fault, nodes=nodes,
+                               bin_dir=self.options.pg_bin_dir, server_major=major, primary='primary',
+                               standby='standby', state_dir=self.journal.state_dir)
+        self.journal.write(phase=phase, **extra)
+
+    def _journal_controls(self, found):
+        """NodeControl of each current block from the journal (None where the drill controlled nothing)."""
+        by_address = dict((info.node_label(self.params[n]), n) for n in NODES)
+        mapping, controls = {}, {}
+        for jnode, entry in found['nodes'].items():
+            current = by_address.get(entry.get('address'))
+            if current is None:
+                raise DbDevopsError('the failover drill journal %s names %s, which neither the primary nor the '
+                                    'standby block reaches: run with the blocks of that drill, or check the nodes and '
+                                    'remove the file' % (self.journal.path, entry.get('address')))
+            mapping[jnode] = current
+            if entry.get('data_dir') or entry.get('cluster'):
+                controls[current] = NodeControl(self.labels[current], data_dir=entry.get('data_dir'),
+                                                cluster=entry.get('cluster'), log_file=entry.get('log_file'),
+                                                bin_dir=found.get('bin_dir'), server_major=found.get('server_major'))
+        return mapping, controls
+
+    def _assess_interrupted(self, found):
+        """What an interrupted run left and what putting it right takes; reads only.
+
+        Returns {phase, found, action, steps, journal, nodes, restart}; raises when a human must decide."""
+        if DrillJournal.owner_alive(found):
+            raise DbDevopsError('another failover drill runs on these nodes (pid %s, since %s, journal %s): wait '
+                                'until it ends; nothing was touched'
+                                % ((found.get('owner') or {}).get('pid'), found.get('started_at'), self.journal.path))
+        mapping, controls = self._journal_controls(found)
+        old, new = mapping[found.get('primary', 'primary')], mapping[found.get('standby', 'standby')]
+        phase = found.get('phase') or 'started'
+        nodes = dict((n, info.read_node(self.params[n], self.labels[n], 2)) for n in NODES)
+        roles = dict((n, nodes[n]['role']) for n in NODES)
+        now = '%s is %s, %s is %s' % (self.labels[old], roles[old], self.labels[new], roles[new])
+        out = dict(phase=phase, journal=self.journal.path, started_at=found.get('started_at'),
+                   mode=found.get('mode'), fault=found.get('fault'), restart=None, nodes=[nodes[n] for n in NODES],
+                   found='a drill (mode %s) was interrupted at phase %s: %s' % (found.get('mode'), phase, now))
+        primaries = [n for n in NODES if roles[n] == 'primary']
+        if len(primaries) == 1:
+            primary = primaries[0]
+            other = new if primary == old else old
+            out['action'] = ('%s is still the primary' % self.labels[old] if primary == old else
+                             'kept %s, promoted by the interrupted drill, as the primary' % self.labels[new])
+            out['action'] += ('; %s is its standby' % self.labels[other] if roles[other] == 'standby' else
+                              '; %s is %s: it needs a rejoin as a standby of %s (failover_drill mode: rejoin on its '
+                              'host)' % (self.labels[other], roles[other], self.labels[primary]))
+            out['steps'] = ['remove the journal %s' % self.journal.path]
+            return out
+        why = None
+        if len(primaries) > 1:
+            why = 'TWO PRIMARIES: %s and %s both accept writes' % (self.labels[old], self.labels[new])
+        elif roles[new] != 'standby':
+            why = 'no primary, and %s is %s' % (self.labels[new], roles[new])
+        elif roles[old] != 'unreachable':
+            why = 'no primary, and %s is %s' % (self.labels[old], roles[old])
+        elif old not in controls:
+            why = ('no primary: %s is unreachable and the drill (fault %s) does not control it from here'
+                   % (self.labels[old], found.get('fault')))
+        else:
+            why = self._not_restartable(controls[old], nodes[new])
+        if why:
+            self.controls.update(controls)
+            self.roles = {old: 'down', new: roles[new]}
+            try:
+                advice = self._recovery([nodes[n] for n in NODES])
+            except Exception as exc:  # noqa: BLE001 - the message must come out anyway
+                advice = ['check both nodes with dbdevops.postgresql.replication_info (%s)' % exc]
+            out.update(action='none: a human must decide', steps=[])
+            raise DbDevopsError('an interrupted failover drill (journal %s, phase %s) left a state this run does '
+                                'not put right on its own: %s. Look at: %s. Then remove the journal and run again'
+                                % (self.journal.path, phase, why, ' / '.join(advice)),
+                                interrupted_drill=dict((k, v) for k, v in out.items() if k != 'nodes'),
+                                nodes=out['nodes'])
+        ctl = controls[old]
+        out['restart'] = old
+        out['action'] = ('start %s again as the primary (it holds every transaction it committed; %s was not '
+                         'promoted)' % (self.labels[old], self.labels[new]))
+        out['steps'] = ['confirm %s was not promoted and no promotion is under way' % self.labels[new],
+                        'start %s as the primary: %s' % (self.labels[old], ctl.shell_command('start')),
+                        'wait until %s accepts writes, and %s streams from it' % (self.labels[old], self.labels[new]),
+                        'confirm one primary, then remove the journal %s' % self.journal.path]
+        out['controls'] = controls
+        return out
+
+    def _not_restartable(self, ctl, standby_node):
+        """Why the stopped old primary cannot simply be started again as the primary (None when it can)."""
+        try:
+            ctl.resolve_data_dir()
+            if not os.path.isfile(os.path.join(ctl.data_dir, 'PG_VERSION')):
+                return 'no primary: the data directory %s of the old primary is gone' % ctl.data_dir
+            if ctl.running():
+                return 'no primary: the old primary runs (%s) but does not answer' % ctl.describe()
+            for signal_file in ('standby.signal', 'recovery.signal'):
+                if os.path.exists(os.path.join(ctl.data_dir, signal_file)):
+                    return ('no primary: the old primary (%s) has %s: a rejoin had begun, it would start as a '
+                            'standby' % (ctl.describe(), signal_file))
+            control = ctl.controldata()
+        except DbDevopsError as exc:
+            return 'no primary, and the old primary cannot be read: %s' % exc
+        state = control.get('Database cluster state', '')
+        if state not in ('shut down', 'in production'):
+            return 'no primary: the old primary\'s control file says %r (expected shut down or in production)' % state
+        if standby_node.get('system_identifier') and \
+                str(control.get('Database system identifier')) != str(standby_node['system_identifier']):
+            return 'no primary: the old primary (%s) and the standby are not the same cluster' % ctl.describe()
+        return None
+
+    def _recover_interrupted(self, found):
+        """Put right what ``_assess_interrupted`` found (assessed again: time has passed); the report."""
+        assessed = self._assess_interrupted(found)
+        old = assessed.pop('restart')
+        controls = assessed.pop('controls', {})
+        assessed.pop('nodes')
+        done = []
+        if old is not None:
+            new = 'standby' if old == 'primary' else 'primary'
+            self.journal.data = dict(found)
+            self.journal.write(phase='recovering', owner=_pgclient.process_identity(),
+                               interrupted_phase=found.get('phase'))
+            self._settle_promotion(new, controls.get(new))
+            if self._is_primary(new):
+                raise DbDevopsError('%s was promoted while this run looked (an interrupted pg_promote): it is the '
+                                    'primary now; %s needs a rejoin (mode: rejoin). The journal %s stays'
+                                    % (self.labels[new], self.labels[old], self.journal.path))
+            done.append('%s was not promoted and no promotion is under way' % self.labels[new])
+            controls[old].start()
+            done.append('started %s (%s)' % (self.labels[old], controls[old].describe()))
+            self._wait('%s accepts writes' % self.labels[old], lambda: self._is_primary(old),
+                       self.options.promote_timeout)
+            if self._two_primaries():
+                controls[old].stop('immediate')
+                raise DbDevopsError('TWO PRIMARIES after starting %s again: it was stopped (immediate) at once; %s '
+                                    'is the primary. The journal %s stays; check both nodes'
+                                    % (self.labels[old], self.labels[new], self.journal.path))
+            done.append('%s is the one primary' % self.labels[old])
+            assessed['action'] = 'started' + assessed['action'][len('start'):]
+            try:
+                self._wait('%s streams from %s' % (self.labels[new], self.labels[old]),
+                           lambda: info.streaming(info.read_node(self.params[new], new, 2)),
+                           self.options.catchup_timeout, 0.05)
+                done.append('%s streams from it again' % self.labels[new])
+            except DbDevopsError as exc:
+                done.append('%s does not stream yet: %s' % (self.labels[new], exc))
+        self.journal.remove()
+        done.append('removed the journal %s' % self.journal.path)
+        assessed['steps'] = done
+        return assessed
+
+    def _settle_promotion(self, node, ctl, timeout=10.0, quiet=1.0):
+        """Wait until a promotion an interrupted pg_promote may have asked for is over: no promote.signal
+        in ``node``'s data directory and ``quiet`` seconds still in recovery (or out of it)."""
+        deadline = time.monotonic() + timeout
+        since = time.monotonic()
+        while time.monotonic() < deadline:
+            pending = bool(ctl and ctl.data_dir and os.path.exists(os.path.join(ctl.data_dir, 'promote.signal')))
+            if pending or self._is_primary(node):
+                if not pending:
+                    return
+                since = time.monotonic()
+            elif time.monotonic() - since >= quiet:
+                return
+            time.sleep(0.05)
 
     # -- pre-checks -------------------------------------------------------------
     def _settings(self, node):
@@ -612,6 +902,7 @@ class FailoverDrillEngine(object):
         streams through (the original standby's own, on a failback), created on ``source`` when
         pg_rewind left none there (pg_rewind never copies slots)."""
         control = self.controls[node]
+        self._journal_phase('rejoining', primary=source, standby=node)
         self._step('CHECKPOINT on %s' % self.labels[source], self._query, source, 'CHECKPOINT')
         if control.running():
             raise DbDevopsError('%s runs: stop it before pg_rewind' % self.labels[node])
@@ -630,11 +921,13 @@ class FailoverDrillEngine(object):
                    lambda: info.streaming(info.read_node(self.params[node], node, 2)),
                    self.options.catchup_timeout, 0.05)
         self._event('%s rejoined as a standby' % node, time.monotonic())
+        self._journal_phase('rejoined')
         self._restore_sync_names(source)
 
     def _handover(self, src, dst, planned):
         """Take the primary role from ``src`` to ``dst``; returns the measures of that handover."""
         opts = self.options
+        self._journal_phase('fault', primary=src, standby=dst)
         if planned:
             self._step('stop the writes', self._stop_writes)
             last_ack = self.writer.last_ack(src)
@@ -646,6 +939,7 @@ class FailoverDrillEngine(object):
             fault, last_lsn = self._failover_fault(src, dst)
             self.writer.pause(30)   # never again to the old primary, whatever happens to it
             last_ack = self.writer.last_ack(src)
+        self._journal_phase('fault-injected')
         if last_ack is not None:
             self._event('last acknowledged write on %s (id %d)' % (src, last_ack.id), last_ack.mono, last_ack.wall)
         if not planned and opts.fault == 'partition':
@@ -654,7 +948,9 @@ class FailoverDrillEngine(object):
         else:
             self._step('confirm %s is down' % self.labels[src], self._confirm_down, src)
         replay_lsn = self._query(dst, 'SELECT pg_last_wal_replay_lsn()::text')[0]
+        self._journal_phase('promoting')
         promoted, answer = self._step('promote %s' % self.labels[dst], self._promote, dst)
+        self._journal_phase('promoted')
         self._event('promotion of %s confirmed' % dst, promoted)
         if self.options.sync_standby_names_after_promotion is not None:
             self._step('synchronous_standby_names on %s' % self.labels[dst], self._set_sync_names, dst,
