@@ -198,8 +198,7 @@ def test_pitr_playbook_sets_up_archiving_and_fails_clearly_on_a_stopped_cluster(
     assert again.status == 'successful' and again.changed() == 0, again
 
 
-def test_pitr_playbook_refuses_backup_cron_on_the_database_host_with_an_unmanaged_repository_host(debian_cluster,
-                                                                                                 tmp_path):
+def test_pitr_playbook_refuses_cron_on_the_database_host_with_an_unmanaged_repository_host(debian_cluster, tmp_path):
     """pgBackRest takes backups on the repository host only: cron entries here would fail every night (a managed
     repository host gets them: test_pitr_repo_host.py)."""
     name, hostvars, base = debian_cluster

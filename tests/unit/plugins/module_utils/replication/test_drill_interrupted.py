@@ -15,6 +15,7 @@ import threading
 import time
 
 import psycopg2
+import pytest
 
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.connection import ConnParams
 from ansible_collections.dbdevops.postgresql.plugins.module_utils.replication import info
@@ -171,12 +172,9 @@ def test_a_live_drill_is_not_taken_for_an_interrupted_one(pair, tmp_path):
     journal.write(phase='fault-injected', nodes={}, primary='primary', standby='standby')   # this process: alive
     try:
         engine = engine_for(args)
-        try:
+        with pytest.raises(Exception) as raised:
             engine.plan()
-        except Exception as exc:  # noqa: BLE001 - asserted below
-            message = str(exc)
-        else:
-            raise AssertionError('a running drill was not noticed')
+        message = str(raised.value)
         assert 'another failover drill runs on these nodes (pid %d' % os.getpid() in message
         assert 'nothing was touched' in message
     finally:
