@@ -222,8 +222,9 @@ options:
       - Where the journal of a run is kept (created 0700), so that the next run finds a drill that was killed
         half-way and puts a primary back. The file is C(drill-<key>.json), the key made of both nodes' host:port.
       - On the host where the drill runs; use the same O(state_dir) for every run on a pair.
+      - Default C(~/.dbdevops/failover-drill) of the user the module runs as (its home from the password database),
+        a folder no other user can have made first; a drill run as another user keeps its journal elsewhere.
     type: path
-    default: /var/tmp/dbdevops-failover-drill
 notes:
   - The drill really stops and promotes servers. Run it against a pair meant for drills, or in a maintenance window.
   - Only a primary with one standby is drilled; other standbys of the primary are not repointed.
@@ -482,7 +483,7 @@ interrupted_drill:
     journal:
       description: The journal file.
       type: str
-      sample: /var/tmp/dbdevops-failover-drill/drill-3f2a9c0d1e7b4a55.json
+      sample: /var/lib/postgresql/.dbdevops/failover-drill/drill-3f2a9c0d1e7b4a55.json
     started_at:
       description: When the interrupted run began (UTC).
       type: str

@@ -58,6 +58,7 @@ import datetime
 import hashlib
 import json
 import os
+import pwd
 import shlex
 import time
 
@@ -85,7 +86,15 @@ PARTITION_WARNING = ('%s was isolated, not stopped: it still runs and accepts wr
                      'failover_drill with mode: rejoin on its host (that stops it first if it still runs)')
 
 # The drill's journals (one per pair of nodes): /var/tmp survives a reboot, unlike /tmp.
-DEFAULT_STATE_DIR = '/var/tmp/dbdevops-failover-drill'
+
+
+def default_state_dir():
+    """``~/.dbdevops/failover-drill`` of the user running the drill (from the password database, not $HOME, which
+    su/become may leave pointing at another user): private to that user, kept across reboots, and never a folder
+    another user made first (as a shared one in /var/tmp could be)."""
+    return os.path.join(pwd.getpwuid(os.geteuid()).pw_dir, '.dbdevops', 'failover-drill')
+
+
 # The phases a journal goes through, in order; "done" is never written: the journal is removed.
 PHASES = ('started', 'fault', 'fault-injected', 'promoting', 'promoted', 'rejoining', 'rejoined', 'recovering')
 
@@ -123,7 +132,7 @@ class FailoverDrillOptions(object):
     max_rto_seconds: float = option(type='float')
     report_path: str = option(type='path')
     fail_on_verdict: bool = option(True, type='bool')
-    state_dir: str = option(DEFAULT_STATE_DIR, type='path')
+    state_dir: str = option(type='path')
     RULES = dict(mutually_exclusive=[('primary_data_dir', 'primary_cluster'),
                                      ('standby_data_dir', 'standby_cluster')])
 
@@ -181,7 +190,7 @@ class DrillJournal(object):
     """
 
     def __init__(self, state_dir, params):
-        self.state_dir = state_dir or DEFAULT_STATE_DIR
+        self.state_dir = state_dir or default_state_dir()
         addresses = sorted(info.node_label(p) for p in params.values())
         self.key = hashlib.sha256('\n'.join(addresses).encode('utf-8')).hexdigest()[:16]
         self.path = os.path.join(self.state_dir, 'drill-%s.json' % self.key)
@@ -194,6 +203,10 @@ class DrillJournal(object):
                 found = json.load(handle)
         except FileNotFoundError:
             return None
+        except PermissionError as exc:
+            raise DbDevopsError('cannot read the failover drill journal %s: %s. The folder belongs to another user: '
+                                'run the drill as that user, or set state_dir to a folder of this user (each run on a '
+                                'pair must use the same one)' % (self.path, exc), journal=self.path)
         except (OSError, ValueError) as exc:
             raise DbDevopsError('cannot read the failover drill journal %s: %s. It records a drill that was '
                                 'interrupted: check both nodes (dbdevops.postgresql.replication_info), then remove '
@@ -214,7 +227,7 @@ class DrillJournal(object):
         self.data.update(changes, updated_at=_iso(time.time()))
         try:
             if not os.path.isdir(self.state_dir):
-                os.makedirs(self.state_dir, 0o700)
+                os.makedirs(self.state_dir, 0o700)  # the parents too (~/.dbdevops), 0700 as well
             _pgclient.write_json_atomic(self.path, self.data)
         except OSError as exc:
             raise DbDevopsError('cannot write the failover drill journal %s: %s (set state_dir to a folder this '
